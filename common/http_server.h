@@ -38,7 +38,8 @@ typedef struct hs_request {
   int nheaders;            /* entries used in headers */
   const char *body;        /* whole body (de-chunked), NUL-terminated, may be "" */
   size_t body_len;         /* bytes in body */
-  int keep_alive;          /* 1 if the connection stays open after the response */
+  int keep_alive;          /* 1 if the connection stays open after the response; the
+                            * handler may clear it before responding to close after */
   uint64_t start_us;       /* monotonic µs when the first byte of the request arrived */
   void *user;              /* free for the handler */
 } hs_request;
@@ -96,7 +97,10 @@ int hs_respond(hs_request *req, int status, const char *content_type,
 int hs_stream_begin(hs_request *req, int status, const char *content_type,
                     const hs_header *extra, int nextra);
 /* Queues one chunk (copied). Returns 0, 1 when the queue is above the high-water mark
- * (pause the producer until on_drain), or <0 when the client is gone. */
+ * (pause the producer until on_drain), or <0 when the client is gone. After <0 (here or
+ * from hs_stream_begin) on_abort follows from the loop, never from inside this call;
+ * the request stays valid until then. A client that leaves the queue above the
+ * high-water mark for idle_timeout_ms is cut off (on_abort). Empty writes are no-ops. */
 int hs_stream_write(hs_request *req, const char *data, size_t len);
 /* Writes the terminating chunk; finishes the request. */
 int hs_stream_end(hs_request *req);

@@ -1,0 +1,655 @@
+/* config_import.c — LiteLLM YAML → cfg_config (see config_import.h).
+ *
+ * libyaml's document loader keeps a start mark per node, so every error and warning
+ * names the line of the offending key or value. The walk is schema-driven:
+ * environment_variables first (they may be referenced by os.environ/ anywhere),
+ * then model_list, router_settings (fallbacks need the groups), general_settings. */
+#include "config_import.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+
+#define CFG_PATH_MAX 256
+#define CFG_ENV_PREFIX "os.environ/"
+
+typedef struct cfg_parser {
+  const char *file;      /* name used in messages */
+  yaml_document_t doc;   /* loaded document */
+  cfg_config *cfg;       /* output */
+  yaml_node_t *env;      /* environment_variables mapping, or NULL */
+  char *err;             /* error buffer */
+  size_t errlen;         /* bytes in err */
+} cfg_parser;
+
+/* Per-entry scratch while reading model_list. */
+typedef struct cfg_entry {
+  int has_timeout;       /* litellm_params.timeout was given */
+  char *id;              /* model_info.id, or NULL */
+  int id_line;           /* line of model_info.id */
+} cfg_entry;
+
+/* ------------------------------------------------------------------ helpers */
+
+static int node_line(const yaml_node_t *n) { return n ? (int)n->start_mark.line + 1 : 0; }
+
+static int cfg_fail(cfg_parser *p, const yaml_node_t *n, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int cfg_fail(cfg_parser *p, const yaml_node_t *n, const char *path, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  snprintf(p->err, p->errlen, "%s:%d: %s: %s", p->file, node_line(n), path, msg);
+  return -1;
+}
+
+static int cfg_warn(cfg_parser *p, const yaml_node_t *n, const char *path, const char *what) {
+  cfg_config *c = p->cfg;
+  cfg_warning *w = realloc(c->warnings, (c->nwarnings + 1) * sizeof *w);
+  if (!w) return cfg_fail(p, n, path, "out of memory");
+  c->warnings = w;
+  w = &c->warnings[c->nwarnings];
+  char msg[512];
+  snprintf(msg, sizeof msg, "%s:%d: %s: %s", p->file, node_line(n), path, what);
+  w->line = node_line(n);
+  w->path = strdup(path);
+  w->message = strdup(msg);
+  if (!w->path || !w->message) {
+    free(w->path);
+    free(w->message);
+    return cfg_fail(p, n, path, "out of memory");
+  }
+  c->nwarnings++;
+  return 0;
+}
+
+static yaml_node_t *node_at(cfg_parser *p, int idx) { return yaml_document_get_node(&p->doc, idx); }
+
+static const char *scalar(const yaml_node_t *n) { return (const char *)n->data.scalar.value; }
+
+static int is_null(const yaml_node_t *n) {
+  if (!n) return 1;
+  if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) return 0;
+  const char *s = scalar(n);
+  return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL");
+}
+
+/* parent.key into out (CFG_PATH_MAX bytes); a path that long is cut, never overflows. */
+static void path_join(char *out, const char *parent, const char *key) {
+  int n = *parent ? snprintf(out, CFG_PATH_MAX, "%s.%s", parent, key)
+                  : snprintf(out, CFG_PATH_MAX, "%s", key);
+  if (n < 0 || n >= CFG_PATH_MAX) memcpy(out + CFG_PATH_MAX - 4, "...", 4);
+}
+
+static void path_index(char *out, const char *parent, int i) {
+  int n = snprintf(out, CFG_PATH_MAX, "%s[%d]", parent, i);
+  if (n < 0 || n >= CFG_PATH_MAX) memcpy(out + CFG_PATH_MAX - 4, "...", 4);
+}
+
+/* Keys of a mapping must be scalars and unique (PyYAML would keep the last silently). */
+static int check_mapping(cfg_parser *p, yaml_node_t *m, const char *path) {
+  if (m->type != YAML_MAPPING_NODE) return cfg_fail(p, m, path, "must be a mapping");
+  for (yaml_node_pair_t *a = m->data.mapping.pairs.start; a < m->data.mapping.pairs.top; a++) {
+    yaml_node_t *k = node_at(p, a->key);
+    if (!k || k->type != YAML_SCALAR_NODE) return cfg_fail(p, k, path, "keys must be strings");
+    for (yaml_node_pair_t *b = m->data.mapping.pairs.start; b < a; b++) {
+      yaml_node_t *kb = node_at(p, b->key);
+      if (!strcmp(scalar(kb), scalar(k))) {
+        char sub[CFG_PATH_MAX];
+        path_join(sub, path, scalar(k));
+        return cfg_fail(p, k, sub, "duplicate key");
+      }
+    }
+  }
+  return 0;
+}
+
+/* Resolves "os.environ/NAME" (config environment_variables first, then the process
+ * environment). *out points into the document or the environment; do not free. */
+static int resolve_env(cfg_parser *p, yaml_node_t *n, const char *path, const char **out) {
+  const char *v = scalar(n);
+  if (strncmp(v, CFG_ENV_PREFIX, strlen(CFG_ENV_PREFIX)) != 0) {
+    *out = v;
+    return 0;
+  }
+  const char *name = v + strlen(CFG_ENV_PREFIX);
+  if (!*name) return cfg_fail(p, n, path, "empty environment variable name in '%s'", v);
+  if (p->env) {
+    for (yaml_node_pair_t *a = p->env->data.mapping.pairs.start; a < p->env->data.mapping.pairs.top; a++) {
+      if (!strcmp(scalar(node_at(p, a->key)), name)) {
+        *out = scalar(node_at(p, a->value));
+        return 0;
+      }
+    }
+  }
+  const char *e = getenv(name);
+  if (!e) return cfg_fail(p, n, path, "environment variable %s is not set", name);
+  *out = e;
+  return 0;
+}
+
+/* A string value (os.environ/ resolved), malloc'd into *out. */
+static int get_string(cfg_parser *p, yaml_node_t *n, const char *path, char **out) {
+  const char *v;
+  if (n->type != YAML_SCALAR_NODE) return cfg_fail(p, n, path, "must be a string");
+  if (resolve_env(p, n, path, &v) < 0) return -1;
+  char *s = strdup(v);
+  if (!s) return cfg_fail(p, n, path, "out of memory");
+  free(*out);
+  *out = s;
+  return 0;
+}
+
+static int get_uint(cfg_parser *p, yaml_node_t *n, const char *path, uint32_t min,
+                    uint32_t *out) {
+  const char *v, *what = min > 0 ? "must be a positive integer" : "must be a non-negative integer";
+  if (n->type != YAML_SCALAR_NODE) return cfg_fail(p, n, path, "%s", what);
+  if (resolve_env(p, n, path, &v) < 0) return -1;
+  if (!*v || strspn(v, "0123456789") != strlen(v) || strlen(v) > 10)
+    return cfg_fail(p, n, path, "%s, got '%s'", what, v);
+  unsigned long long x = strtoull(v, NULL, 10);
+  if (x < min || x > UINT32_MAX) return cfg_fail(p, n, path, "%s, got '%s'", what, v);
+  *out = (uint32_t)x;
+  return 0;
+}
+
+/* Seconds (integer or float) → ms. */
+static int get_seconds_ms(cfg_parser *p, yaml_node_t *n, const char *path, int allow_zero,
+                          uint32_t *out) {
+  const char *v, *what = allow_zero ? "must be a non-negative number of seconds"
+                                    : "must be a positive number of seconds";
+  if (n->type != YAML_SCALAR_NODE) return cfg_fail(p, n, path, "%s", what);
+  if (resolve_env(p, n, path, &v) < 0) return -1;
+  char *end;
+  errno = 0;
+  double s = strtod(v, &end);
+  if (!*v || *end || errno || !isfinite(s) || s < 0 || (s == 0 && !allow_zero) ||
+      s * 1000.0 > (double)UINT32_MAX)
+    return cfg_fail(p, n, path, "%s, got '%s'", what, v);
+  *out = (uint32_t)llround(s * 1000.0);
+  if (*out == 0 && s > 0) *out = 1;
+  return 0;
+}
+
+/* ------------------------------------------------------------------ builders */
+
+void cfg_init(cfg_config *c) {
+  memset(c, 0, sizeof *c);
+  c->router.num_retries = CFG_DEFAULT_NUM_RETRIES;
+  c->router.timeout_ms = CFG_DEFAULT_TIMEOUT_MS;
+  c->router.allowed_fails = CFG_DEFAULT_ALLOWED_FAILS;
+  c->router.cooldown_ms = CFG_DEFAULT_COOLDOWN_MS;
+}
+
+cfg_deployment *cfg_add_deployment(cfg_config *c) {
+  cfg_deployment *d = realloc(c->deployments, (c->ndeployments + 1) * sizeof *d);
+  if (!d) return NULL;
+  c->deployments = d;
+  d = &c->deployments[c->ndeployments++];
+  memset(d, 0, sizeof *d);
+  d->weight = CFG_DEFAULT_WEIGHT;
+  d->connect_timeout_ms = CFG_DEFAULT_CONNECT_TIMEOUT_MS;
+  return d;
+}
+
+cfg_group *cfg_find_group(const cfg_config *c, const char *name) {
+  for (size_t i = 0; i < c->ngroups; i++)
+    if (!strcmp(c->groups[i].name, name)) return &c->groups[i];
+  return NULL;
+}
+
+cfg_group *cfg_add_group(cfg_config *c, const char *name) {
+  cfg_group *g = realloc(c->groups, (c->ngroups + 1) * sizeof *g);
+  if (!g) return NULL;
+  c->groups = g;
+  g = &c->groups[c->ngroups];
+  memset(g, 0, sizeof *g);
+  if (!(g->name = strdup(name))) return NULL;
+  c->ngroups++;
+  return g;
+}
+
+int cfg_group_add_fallback(cfg_group *g, const char *name) {
+  char **f = realloc(g->fallbacks, (g->nfallbacks + 1) * sizeof *f);
+  if (!f) return -ENOMEM;
+  g->fallbacks = f;
+  if (!(f[g->nfallbacks] = strdup(name))) return -ENOMEM;
+  g->nfallbacks++;
+  return 0;
+}
+
+static void str_wipe_free(char *s) {
+  if (!s) return;
+  OPENSSL_cleanse(s, strlen(s));
+  free(s);
+}
+
+void cfg_free(cfg_config *c) {
+  for (size_t i = 0; i < c->ndeployments; i++) {
+    cfg_deployment *d = &c->deployments[i];
+    free(d->name);
+    free(d->model_group);
+    free(d->provider);
+    free(d->upstream_model);
+    free(d->api_base);
+    str_wipe_free(d->api_key);
+    free(d->api_version);
+  }
+  for (size_t i = 0; i < c->ngroups; i++) {
+    for (size_t j = 0; j < c->groups[i].nfallbacks; j++) free(c->groups[i].fallbacks[j]);
+    free(c->groups[i].fallbacks);
+    free(c->groups[i].name);
+  }
+  for (size_t i = 0; i < c->nwarnings; i++) {
+    free(c->warnings[i].path);
+    free(c->warnings[i].message);
+  }
+  free(c->deployments);
+  free(c->groups);
+  free(c->warnings);
+  free(c->router.routing_strategy);
+  OPENSSL_cleanse(c, sizeof *c);
+  memset(c, 0, sizeof *c);
+}
+
+static const struct {
+  const char *provider;
+  const char *api_base;
+} cfg_bases[] = {
+    {"openai", "https://api.openai.com/v1"},
+    {"anthropic", "https://api.anthropic.com/v1"},
+    {"groq", "https://api.groq.com/openai/v1"},
+    {"mistral", "https://api.mistral.ai/v1"},
+    {"deepseek", "https://api.deepseek.com/v1"},
+    {"gemini", "https://generativelanguage.googleapis.com/v1beta"},
+    {"together_ai", "https://api.together.xyz/v1"},
+    {"fireworks_ai", "https://api.fireworks.ai/inference/v1"},
+    {"openrouter", "https://openrouter.ai/api/v1"},
+    {"xai", "https://api.x.ai/v1"},
+};
+
+const char *cfg_default_api_base(const char *provider) {
+  for (size_t i = 0; i < sizeof cfg_bases / sizeof cfg_bases[0]; i++)
+    if (!strcmp(cfg_bases[i].provider, provider)) return cfg_bases[i].api_base;
+  return "";
+}
+
+/* ------------------------------------------------------------------ model_list */
+
+/* "openai/gpt-4o" → provider "openai", upstream "gpt-4o"; no '/' → "openai". */
+static int split_model(cfg_parser *p, yaml_node_t *n, const char *path, const char *model,
+                       cfg_deployment *d) {
+  const char *slash = strchr(model, '/');
+  if (!*model) return cfg_fail(p, n, path, "must not be empty");
+  if (slash && (slash == model || !slash[1]))
+    return cfg_fail(p, n, path, "expected 'provider/model', got '%s'", model);
+  d->provider = slash ? strndup(model, (size_t)(slash - model)) : strdup("openai");
+  d->upstream_model = strdup(slash ? slash + 1 : model);
+  if (!d->provider || !d->upstream_model) return cfg_fail(p, n, path, "out of memory");
+  return 0;
+}
+
+static int parse_params_key(cfg_parser *p, const char *key, yaml_node_t *v, const char *sub,
+                            cfg_deployment *d, cfg_entry *e) {
+  if (!strcmp(key, "model")) {
+    char *model = NULL;
+    int rv = get_string(p, v, sub, &model);
+    if (rv == 0) rv = split_model(p, v, sub, model, d);
+    free(model);
+    return rv;
+  }
+  if (!strcmp(key, "api_base")) return get_string(p, v, sub, &d->api_base);
+  if (!strcmp(key, "api_key")) return is_null(v) ? 0 : get_string(p, v, sub, &d->api_key);
+  if (!strcmp(key, "api_version")) return get_string(p, v, sub, &d->api_version);
+  if (!strcmp(key, "weight")) return get_uint(p, v, sub, 1, &d->weight);
+  if (!strcmp(key, "rpm")) return get_uint(p, v, sub, 0, &d->rpm);
+  if (!strcmp(key, "tpm")) return get_uint(p, v, sub, 0, &d->tpm);
+  if (!strcmp(key, "timeout")) {
+    e->has_timeout = 1;
+    return get_seconds_ms(p, v, sub, 0, &d->timeout_ms);
+  }
+  if (!strcmp(key, "stream_timeout")) return get_seconds_ms(p, v, sub, 1, &d->stream_timeout_ms);
+  if (!strcmp(key, "connect_timeout")) return get_seconds_ms(p, v, sub, 0, &d->connect_timeout_ms);
+  return cfg_warn(p, v, sub, "unknown key, ignored");
+}
+
+/* k: the litellm_params key (its line is where a missing model is reported). */
+static int parse_params(cfg_parser *p, yaml_node_t *k0, yaml_node_t *m, const char *path,
+                        cfg_deployment *d, cfg_entry *e) {
+  if (check_mapping(p, m, path) < 0) return -1;
+  for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
+    yaml_node_t *k = node_at(p, pr->key), *v = node_at(p, pr->value);
+    char sub[CFG_PATH_MAX];
+    path_join(sub, path, scalar(k));
+    if (parse_params_key(p, scalar(k), v, sub, d, e) < 0) return -1;
+  }
+  if (!d->upstream_model) {
+    char sub[CFG_PATH_MAX];
+    path_join(sub, path, "model");
+    return cfg_fail(p, k0, sub, "missing");
+  }
+  return 0;
+}
+
+static int parse_model_info(cfg_parser *p, yaml_node_t *m, const char *path, cfg_entry *e) {
+  if (is_null(m)) return 0;
+  if (check_mapping(p, m, path) < 0) return -1;
+  for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
+    yaml_node_t *k = node_at(p, pr->key), *v = node_at(p, pr->value);
+    char sub[CFG_PATH_MAX];
+    path_join(sub, path, scalar(k));
+    if (!strcmp(scalar(k), "id")) {
+      if (get_string(p, v, sub, &e->id) < 0) return -1;
+      if (!*e->id) return cfg_fail(p, v, sub, "must not be empty");
+      e->id_line = node_line(v);
+    } else if (cfg_warn(p, v, sub, "unknown key, ignored") < 0) {
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* Deployment name: model_info.id, else "<group>-<n>", n = position within the group. */
+static int name_deployment(cfg_parser *p, yaml_node_t *item, const char *path, cfg_deployment *d,
+                           cfg_entry *e) {
+  cfg_config *c = p->cfg;
+  if (e->id) {
+    d->name = e->id;
+    e->id = NULL;
+  } else {
+    size_t n = 0;
+    for (size_t i = 0; i < c->ndeployments; i++)
+      if (!strcmp(c->deployments[i].model_group, d->model_group)) n++;
+    if (asprintf(&d->name, "%s-%zu", d->model_group, n) < 0) {
+      d->name = NULL;
+      return cfg_fail(p, item, path, "out of memory");
+    }
+  }
+  for (size_t i = 0; i + 1 < c->ndeployments; i++) {
+    if (!strcmp(c->deployments[i].name, d->name)) {
+      char sub[CFG_PATH_MAX];
+      path_join(sub, path, e->id_line ? "model_info.id" : "model_name");
+      return cfg_fail(p, item, sub, "deployment name '%s' is already used (line %d)", d->name,
+                      c->deployments[i].line);
+    }
+  }
+  return 0;
+}
+
+static int parse_entry_keys(cfg_parser *p, yaml_node_t *item, const char *path,
+                            cfg_deployment *d, cfg_entry *e) {
+  yaml_node_t *params = NULL;
+  char sub[CFG_PATH_MAX];
+  for (yaml_node_pair_t *pr = item->data.mapping.pairs.start; pr < item->data.mapping.pairs.top; pr++) {
+    yaml_node_t *k = node_at(p, pr->key), *v = node_at(p, pr->value);
+    const char *key = scalar(k);
+    path_join(sub, path, key);
+    if (!strcmp(key, "model_name")) {
+      if (get_string(p, v, sub, &d->model_group) < 0) return -1;
+      if (!*d->model_group) return cfg_fail(p, v, sub, "must not be empty");
+    } else if (!strcmp(key, "litellm_params") || !strcmp(key, "params")) {
+      if (params) return cfg_fail(p, k, sub, "litellm_params given twice (params is an alias)");
+      params = v;
+      if (parse_params(p, k, v, sub, d, e) < 0) return -1;
+    } else if (!strcmp(key, "model_info")) {
+      if (parse_model_info(p, v, sub, e) < 0) return -1;
+    } else if (cfg_warn(p, k, sub, "unknown key, ignored") < 0) {
+      return -1;
+    }
+  }
+  if (!d->model_group) {
+    path_join(sub, path, "model_name");
+    return cfg_fail(p, item, sub, "missing");
+  }
+  if (!params) {
+    path_join(sub, path, "litellm_params.model");
+    return cfg_fail(p, item, sub, "missing");
+  }
+  return 0;
+}
+
+static int parse_entry(cfg_parser *p, yaml_node_t *item, const char *path) {
+  cfg_config *c = p->cfg;
+  if (check_mapping(p, item, path) < 0) return -1;
+  cfg_deployment *d = cfg_add_deployment(c);
+  if (!d) return cfg_fail(p, item, path, "out of memory");
+  d->line = node_line(item);
+  cfg_entry e = {0};
+  int rv = parse_entry_keys(p, item, path, d, &e);
+  if (rv == 0) rv = name_deployment(p, item, path, d, &e);
+  free(e.id);
+  if (rv < 0) return -1;
+  if (!e.has_timeout) d->timeout_ms = 0; /* filled with the router timeout later */
+  if (!d->api_base) d->api_base = strdup(cfg_default_api_base(d->provider));
+  if (!d->api_key) d->api_key = strdup("");
+  if (!d->api_version) d->api_version = strdup("");
+  if (!d->api_base || !d->api_key || !d->api_version) return cfg_fail(p, item, path, "out of memory");
+  if (!*d->api_base && cfg_warn(p, item, path, "no api_base and no default for this provider") < 0)
+    return -1;
+  if (!cfg_find_group(c, d->model_group) && !cfg_add_group(c, d->model_group))
+    return cfg_fail(p, item, path, "out of memory");
+  return 0;
+}
+
+static int parse_model_list(cfg_parser *p, yaml_node_t *n) {
+  if (n->type != YAML_SEQUENCE_NODE) return cfg_fail(p, n, "model_list", "must be a list");
+  int i = 0;
+  for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++, i++) {
+    char path[CFG_PATH_MAX];
+    path_index(path, "model_list", i);
+    if (parse_entry(p, node_at(p, *it), path) < 0) return -1;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------ router_settings */
+
+static int add_fallback(cfg_parser *p, cfg_group *g, yaml_node_t *f, const char *path) {
+  if (f->type != YAML_SCALAR_NODE) return cfg_fail(p, f, path, "must be a list of model groups");
+  if (!cfg_find_group(p->cfg, scalar(f)))
+    return cfg_fail(p, f, path, "unknown model group '%s'", scalar(f));
+  if (!strcmp(scalar(f), g->name)) return cfg_fail(p, f, path, "'%s' falls back to itself", g->name);
+  if (cfg_group_add_fallback(g, scalar(f)) < 0) return cfg_fail(p, f, path, "out of memory");
+  return 0;
+}
+
+/* One "group: [fallback, ...]" pair; a single string is accepted as a one-item list. */
+static int add_fallbacks(cfg_parser *p, yaml_node_t *k, yaml_node_t *v, const char *path) {
+  cfg_group *g = cfg_find_group(p->cfg, scalar(k));
+  if (!g) return cfg_fail(p, k, path, "unknown model group '%s'", scalar(k));
+  if (g->nfallbacks) return cfg_fail(p, k, path, "fallbacks for '%s' given twice", g->name);
+  if (v->type == YAML_SCALAR_NODE) return add_fallback(p, g, v, path);
+  if (v->type != YAML_SEQUENCE_NODE) return cfg_fail(p, v, path, "must be a list of model groups");
+  for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++)
+    if (add_fallback(p, g, node_at(p, *it), path) < 0) return -1;
+  return 0;
+}
+
+static int parse_fallbacks(cfg_parser *p, yaml_node_t *n, const char *path) {
+  if (is_null(n)) return 0;
+  if (n->type != YAML_SEQUENCE_NODE)
+    return cfg_fail(p, n, path, "must be a list like [{\"group\": [\"other\"]}]");
+  int i = 0;
+  for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++, i++) {
+    yaml_node_t *m = node_at(p, *it);
+    char sub[CFG_PATH_MAX];
+    path_index(sub, path, i);
+    if (check_mapping(p, m, sub) < 0) return -1;
+    for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
+      char sub2[CFG_PATH_MAX];
+      path_join(sub2, sub, scalar(node_at(p, pr->key)));
+      if (add_fallbacks(p, node_at(p, pr->key), node_at(p, pr->value), sub2) < 0) return -1;
+    }
+  }
+  return 0;
+}
+
+static int parse_router(cfg_parser *p, yaml_node_t *n) {
+  cfg_router *r = &p->cfg->router;
+  if (is_null(n)) return 0;
+  if (check_mapping(p, n, "router_settings") < 0) return -1;
+  for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top; pr++) {
+    yaml_node_t *k = node_at(p, pr->key), *v = node_at(p, pr->value);
+    const char *key = scalar(k);
+    char sub[CFG_PATH_MAX];
+    path_join(sub, "router_settings", key);
+    int rv;
+    if (!strcmp(key, "num_retries")) rv = get_uint(p, v, sub, 0, &r->num_retries);
+    else if (!strcmp(key, "timeout")) rv = get_seconds_ms(p, v, sub, 0, &r->timeout_ms);
+    else if (!strcmp(key, "allowed_fails")) rv = get_uint(p, v, sub, 0, &r->allowed_fails);
+    else if (!strcmp(key, "cooldown_time")) rv = get_seconds_ms(p, v, sub, 1, &r->cooldown_ms);
+    else if (!strcmp(key, "fallbacks")) rv = parse_fallbacks(p, v, sub);
+    else if (!strcmp(key, "routing_strategy")) {
+      rv = get_string(p, v, sub, &r->routing_strategy);
+      if (rv == 0 && strcmp(r->routing_strategy, CFG_DEFAULT_ROUTING_STRATEGY) != 0)
+        rv = cfg_warn(p, v, sub, "unsupported routing strategy, simple-shuffle (weighted) is used");
+    } else rv = cfg_warn(p, k, sub, "unknown key, ignored");
+    if (rv < 0) return -1;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------ other sections */
+
+static int parse_general(cfg_parser *p, yaml_node_t *n) {
+  if (is_null(n)) return 0;
+  if (check_mapping(p, n, "general_settings") < 0) return -1;
+  for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top; pr++) {
+    yaml_node_t *k = node_at(p, pr->key), *v = node_at(p, pr->value);
+    char sub[CFG_PATH_MAX];
+    path_join(sub, "general_settings", scalar(k));
+    if (!strcmp(scalar(k), "master_key")) {
+      const char *key;
+      if (is_null(v)) continue;
+      if (v->type != YAML_SCALAR_NODE) return cfg_fail(p, v, sub, "must be a string");
+      if (resolve_env(p, v, sub, &key) < 0) return -1;
+      if (!*key) return cfg_fail(p, v, sub, "must not be empty");
+      SHA256((const unsigned char *)key, strlen(key), p->cfg->master_key_sha256);
+      p->cfg->has_master_key = 1;
+    } else if (cfg_warn(p, k, sub, "unknown key, ignored") < 0) {
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static int parse_env(cfg_parser *p, yaml_node_t *n) {
+  if (is_null(n)) return 0;
+  if (check_mapping(p, n, "environment_variables") < 0) return -1;
+  for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top; pr++) {
+    yaml_node_t *v = node_at(p, pr->value);
+    if (v->type != YAML_SCALAR_NODE) {
+      char sub[CFG_PATH_MAX];
+      path_join(sub, "environment_variables", scalar(node_at(p, pr->key)));
+      return cfg_fail(p, v, sub, "must be a string");
+    }
+  }
+  p->env = n;
+  return 0;
+}
+
+static int warn_all_keys(cfg_parser *p, yaml_node_t *n, const char *section) {
+  if (is_null(n)) return 0;
+  if (check_mapping(p, n, section) < 0) return -1;
+  for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top; pr++) {
+    char sub[CFG_PATH_MAX];
+    path_join(sub, section, scalar(node_at(p, pr->key)));
+    if (cfg_warn(p, node_at(p, pr->key), sub, "litellm_settings are not supported, ignored") < 0)
+      return -1;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------ top level */
+
+/* Sections are read in dependency order; report warnings in file order (stable). */
+static void sort_warnings(cfg_config *c) {
+  for (size_t i = 1; i < c->nwarnings; i++) {
+    cfg_warning w = c->warnings[i];
+    size_t j = i;
+    for (; j > 0 && c->warnings[j - 1].line > w.line; j--) c->warnings[j] = c->warnings[j - 1];
+    c->warnings[j] = w;
+  }
+}
+
+enum { SEC_ENV, SEC_MODELS, SEC_ROUTER, SEC_GENERAL, SEC_LITELLM, SEC_COUNT };
+static const char *const cfg_sections[SEC_COUNT] = {
+    "environment_variables", "model_list", "router_settings", "general_settings", "litellm_settings"};
+
+static int parse_root(cfg_parser *p) {
+  yaml_node_t *root = yaml_document_get_root_node(&p->doc), *sec[SEC_COUNT] = {0};
+  if (!root || is_null(root)) return cfg_fail(p, root, "model_list", "missing (the config is empty)");
+  if (check_mapping(p, root, "(top level)") < 0) return -1;
+  for (yaml_node_pair_t *pr = root->data.mapping.pairs.start; pr < root->data.mapping.pairs.top; pr++) {
+    yaml_node_t *k = node_at(p, pr->key);
+    int s = 0;
+    while (s < SEC_COUNT && strcmp(scalar(k), cfg_sections[s])) s++;
+    if (s < SEC_COUNT) sec[s] = node_at(p, pr->value);
+    else if (cfg_warn(p, k, scalar(k), "unknown key, ignored") < 0) return -1;
+  }
+  if (!sec[SEC_MODELS]) return cfg_fail(p, root, "model_list", "missing");
+  if (parse_env(p, sec[SEC_ENV]) < 0 || parse_model_list(p, sec[SEC_MODELS]) < 0 ||
+      parse_router(p, sec[SEC_ROUTER]) < 0 || parse_general(p, sec[SEC_GENERAL]) < 0 ||
+      warn_all_keys(p, sec[SEC_LITELLM], "litellm_settings") < 0)
+    return -1;
+  sort_warnings(p->cfg);
+  for (size_t i = 0; i < p->cfg->ndeployments; i++)
+    if (!p->cfg->deployments[i].timeout_ms) p->cfg->deployments[i].timeout_ms = p->cfg->router.timeout_ms;
+  if (!p->cfg->router.routing_strategy &&
+      !(p->cfg->router.routing_strategy = strdup(CFG_DEFAULT_ROUTING_STRATEGY)))
+    return cfg_fail(p, root, "router_settings", "out of memory");
+  return 0;
+}
+
+int cfg_parse_string(const char *name, const char *text, size_t len, cfg_config *out,
+                     char *err, size_t errlen) {
+  cfg_parser p = {.file = name, .cfg = out, .err = err, .errlen = errlen};
+  yaml_parser_t yp;
+  cfg_init(out);
+  if (!yaml_parser_initialize(&yp)) {
+    snprintf(err, errlen, "%s: out of memory", name);
+    return -1;
+  }
+  yaml_parser_set_input_string(&yp, (const unsigned char *)text, len);
+  if (!yaml_parser_load(&yp, &p.doc)) {
+    char ctx[160] = "";
+    if (yp.context)
+      snprintf(ctx, sizeof ctx, " %s started at line %d", yp.context, (int)yp.context_mark.line + 1);
+    snprintf(err, errlen, "%s:%d: yaml: %s%s", name, (int)yp.problem_mark.line + 1,
+             yp.problem ? yp.problem : "syntax error", ctx);
+    yaml_parser_delete(&yp);
+    return -1;
+  }
+  yaml_parser_delete(&yp);
+  int rv = parse_root(&p);
+  yaml_document_delete(&p.doc);
+  if (rv < 0) cfg_free(out);
+  return rv;
+}
+
+int cfg_parse_file(const char *path, cfg_config *out, char *err, size_t errlen) {
+  FILE *f = fopen(path, "rb");
+  char *text = NULL;
+  long n = -1;
+  cfg_init(out);
+  if (f && fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+      (text = malloc((size_t)n + 1)) && fread(text, 1, (size_t)n, f) == (size_t)n) {
+    fclose(f);
+    int rv = cfg_parse_string(path, text, (size_t)n, out, err, errlen);
+    free(text);
+    return rv;
+  }
+  snprintf(err, errlen, "%s:0: (file): cannot read: %s", path, strerror(errno ? errno : EIO));
+  if (f) fclose(f);
+  free(text);
+  return -1;
+}

@@ -1,0 +1,90 @@
+/* config_import.h — LiteLLM-compatible YAML config → in-memory rows.
+ *
+ * Reads the subset of a LiteLLM proxy config that llmesh understands (model_list,
+ * router_settings, general_settings, environment_variables; litellm_settings is
+ * accepted and ignored). Secrets given as `os.environ/NAME` are resolved once, here.
+ * Errors are fatal and formatted "FILE:LINE: key.path: problem"; unknown keys are
+ * collected as warnings (never fatal, never silently dropped).
+ *
+ * The same cfg_config is what store.c writes to and reads back from SQLite, so the
+ * snapshot is always built from database rows. */
+#ifndef LLMESH_CONFIG_IMPORT_H
+#define LLMESH_CONFIG_IMPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CFG_DEFAULT_WEIGHT 1
+#define CFG_DEFAULT_NUM_RETRIES 2
+#define CFG_DEFAULT_TIMEOUT_MS 600000u        /* LiteLLM's default request timeout, 600 s */
+#define CFG_DEFAULT_CONNECT_TIMEOUT_MS 5000u  /* TCP+TLS connect deadline */
+#define CFG_DEFAULT_ALLOWED_FAILS 3           /* LiteLLM's default */
+#define CFG_DEFAULT_COOLDOWN_MS 5000u         /* LiteLLM's default cooldown_time, 5 s */
+#define CFG_DEFAULT_ROUTING_STRATEGY "simple-shuffle"
+
+typedef struct cfg_deployment {
+  char *name;                  /* unique: model_info.id, else "<model_name>-<n>" */
+  char *model_group;           /* model_name: the alias clients ask for */
+  char *provider;              /* prefix of litellm_params.model ("openai" if none) */
+  char *upstream_model;        /* litellm_params.model with the prefix stripped */
+  char *api_base;              /* base URL; provider default when not configured */
+  char *api_key;               /* plaintext provider key, "" when none */
+  char *api_version;           /* stored for later (azure), "" when none */
+  uint32_t weight;             /* >= 1 */
+  uint32_t timeout_ms;         /* per-attempt deadline (own, else router timeout) */
+  uint32_t stream_timeout_ms;  /* time to first byte of a stream, 0 = timeout_ms */
+  uint32_t connect_timeout_ms; /* TCP+TLS connect deadline */
+  uint32_t rpm;                /* requests/minute limit, 0 = none */
+  uint32_t tpm;                /* tokens/minute limit, 0 = none */
+  int line;                    /* config line of the entry (0 when read from the db) */
+} cfg_deployment;
+
+typedef struct cfg_group {
+  char *name;        /* alias (model_name) */
+  char **fallbacks;  /* groups tried in order once this one is exhausted */
+  size_t nfallbacks; /* entries in fallbacks */
+} cfg_group;
+
+typedef struct cfg_router {
+  uint32_t num_retries;   /* extra attempts within a group after the first */
+  uint32_t timeout_ms;    /* default per-attempt deadline */
+  uint32_t allowed_fails; /* failures per minute before a cooldown */
+  uint32_t cooldown_ms;   /* cooldown length */
+  char *routing_strategy; /* stored as given; only simple-shuffle is implemented */
+} cfg_router;
+
+typedef struct cfg_warning {
+  int line;      /* 1-based config line */
+  char *path;    /* key path, e.g. "model_list[0].litellm_params.foo" */
+  char *message; /* "FILE:LINE: path: problem" */
+} cfg_warning;
+
+typedef struct cfg_config {
+  cfg_deployment *deployments;   /* in config order */
+  size_t ndeployments;
+  cfg_group *groups;             /* in order of first appearance */
+  size_t ngroups;
+  cfg_router router;
+  int has_master_key;            /* general_settings.master_key was set */
+  uint8_t master_key_sha256[32]; /* SHA-256 of the master key (the key itself is dropped) */
+  cfg_warning *warnings;         /* unknown / ignored keys, in file order */
+  size_t nwarnings;
+} cfg_config;
+
+/* Parses a config file. Returns 0, or -1 with err set to "FILE:LINE: key: problem". */
+int cfg_parse_file(const char *path, cfg_config *out, char *err, size_t errlen);
+/* Same, from memory; name is used in messages in place of the file name. */
+int cfg_parse_string(const char *name, const char *text, size_t len, cfg_config *out,
+                     char *err, size_t errlen);
+/* Frees everything and wipes plaintext keys; leaves c zeroed. */
+void cfg_free(cfg_config *c);
+
+/* Builders shared with store.c. Return 0 or -ENOMEM. */
+void cfg_init(cfg_config *c);  /* zero + router defaults */
+cfg_deployment *cfg_add_deployment(cfg_config *c);
+cfg_group *cfg_add_group(cfg_config *c, const char *name);
+int cfg_group_add_fallback(cfg_group *g, const char *name);
+cfg_group *cfg_find_group(const cfg_config *c, const char *name);
+const char *cfg_default_api_base(const char *provider); /* "" when unknown */
+
+#endif

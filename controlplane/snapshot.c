@@ -1,0 +1,99 @@
+/* snapshot.c — builds and publishes Llmesh__Snapshot (see snapshot.h). The message
+ * borrows every string from cfg_config: nothing here is freed with free_unpacked. */
+#include "snapshot.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include "llmesh.pb-c.h"
+#include "util.h"
+
+typedef struct snap_parts {
+  Llmesh__RouterSettings router;
+  Llmesh__ModelGroup *groups;       /* ngroups */
+  Llmesh__ModelGroup **group_ptrs;  /* ngroups */
+  Llmesh__Deployment *deps;         /* ndeployments */
+  Llmesh__Deployment **dep_ptrs;    /* ndeployments */
+} snap_parts;
+
+static void snap_fill_deployment(Llmesh__Deployment *p, const cfg_deployment *d) {
+  llmesh__deployment__init(p);
+  p->name = d->name;
+  p->model_group = d->model_group;
+  p->provider = d->provider;
+  p->upstream_model = d->upstream_model;
+  p->api_base = d->api_base;
+  p->api_key = d->api_key;
+  p->weight = d->weight;
+  p->timeout_ms = d->timeout_ms;
+  p->stream_timeout_ms = d->stream_timeout_ms;
+  p->rpm = d->rpm;
+  p->tpm = d->tpm;
+  p->connect_timeout_ms = d->connect_timeout_ms;
+}
+
+static int snap_fill(Llmesh__Snapshot *s, snap_parts *pp, const cfg_config *c) {
+  llmesh__router_settings__init(&pp->router);
+  pp->router.num_retries = c->router.num_retries;
+  pp->router.timeout_ms = c->router.timeout_ms;
+  pp->router.allowed_fails = c->router.allowed_fails;
+  pp->router.cooldown_ms = c->router.cooldown_ms;
+  s->router = &pp->router;
+  pp->groups = calloc(c->ngroups + 1, sizeof *pp->groups);
+  pp->group_ptrs = calloc(c->ngroups + 1, sizeof *pp->group_ptrs);
+  pp->deps = calloc(c->ndeployments + 1, sizeof *pp->deps);
+  pp->dep_ptrs = calloc(c->ndeployments + 1, sizeof *pp->dep_ptrs);
+  if (!pp->groups || !pp->group_ptrs || !pp->deps || !pp->dep_ptrs) return -ENOMEM;
+  for (size_t i = 0; i < c->ngroups; i++) {
+    llmesh__model_group__init(&pp->groups[i]);
+    pp->groups[i].name = c->groups[i].name;
+    pp->groups[i].n_fallbacks = c->groups[i].nfallbacks;
+    pp->groups[i].fallbacks = c->groups[i].fallbacks;
+    pp->group_ptrs[i] = &pp->groups[i];
+  }
+  for (size_t i = 0; i < c->ndeployments; i++) {
+    snap_fill_deployment(&pp->deps[i], &c->deployments[i]);
+    pp->dep_ptrs[i] = &pp->deps[i];
+  }
+  s->n_groups = c->ngroups;
+  s->groups = pp->group_ptrs;
+  s->n_deployments = c->ndeployments;
+  s->deployments = pp->dep_ptrs;
+  return 0;
+}
+
+int snap_build_msg(const cfg_config *c, const snap_meta *m, uint64_t published_at_ms,
+                   nng_msg **out) {
+  Llmesh__Snapshot s = LLMESH__SNAPSHOT__INIT;
+  snap_parts pp = {0};
+  s.epoch = m->epoch;
+  s.version = m->version;
+  s.published_at_ms = published_at_ms;
+  s.telemetry_url = (char *)m->telemetry_url;
+  if (c->has_master_key) {
+    s.master_key_sha256.data = (uint8_t *)c->master_key_sha256;
+    s.master_key_sha256.len = 32;
+  }
+  int rv = snap_fill(&s, &pp, c);
+  if (rv == 0) {
+    size_t n = llmesh__snapshot__get_packed_size(&s);
+    if ((rv = nng_msg_alloc(out, n)) != 0) rv = -ENOMEM;
+    else llmesh__snapshot__pack(&s, nng_msg_body(*out));
+  }
+  free(pp.groups);
+  free(pp.group_ptrs);
+  free(pp.deps);
+  free(pp.dep_ptrs);
+  return rv;
+}
+
+int snap_publish(nng_socket pub, const cfg_config *c, const snap_meta *m) {
+  nng_msg *msg;
+  int rv = snap_build_msg(c, m, util_wall_ms(), &msg);
+  if (rv < 0) return rv;
+  if ((rv = nng_sendmsg(pub, msg, NNG_FLAG_NONBLOCK)) != 0) {
+    nng_msg_free(msg); /* on error the message is still ours */
+    return -rv;
+  }
+  return 0;
+}

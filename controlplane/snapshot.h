@@ -1,0 +1,28 @@
+/* snapshot.h — stored config rows → Llmesh__Snapshot → NNG PUB.
+ *
+ * Workers apply a snapshot when (epoch, version) differs from the one they run, so the
+ * control plane republishes the same content periodically: PUB has no replay, and a
+ * late joiner converges within one period. */
+#ifndef LLMESH_SNAPSHOT_H
+#define LLMESH_SNAPSHOT_H
+
+#include <nng/nng.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config_import.h"
+
+typedef struct snap_meta {
+  uint64_t epoch;            /* control-plane start, wall ms */
+  uint64_t version;          /* content version from the store */
+  const char *telemetry_url; /* announced to workers */
+} snap_meta;
+
+/* Packs the snapshot of c into a new NNG message. Returns 0 or a negative errno. */
+int snap_build_msg(const cfg_config *c, const snap_meta *m, uint64_t published_at_ms,
+                   nng_msg **out);
+/* Builds and sends without blocking; a full or peerless PUB simply drops. Returns 0 or
+ * a negative errno / -NNG error. */
+int snap_publish(nng_socket pub, const cfg_config *c, const snap_meta *m);
+
+#endif

@@ -1,0 +1,468 @@
+/* store.c — SQLite persistence for the control plane (see store.h). */
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <sqlite3.h>
+
+#include "util.h"
+
+struct store {
+  sqlite3 *db;  /* the single connection (reads and writes) */
+  char *path;   /* database file */
+};
+
+/* Migration N brings user_version from N-1 to N. Never edit a shipped step. */
+static const char *const store_migrations[STORE_SCHEMA_VERSION] = {
+    /* 1: config rows */
+    "CREATE TABLE state ("
+    "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+    "  snapshot_version INTEGER NOT NULL,"   /* bumps on every content change */
+    "  content_hmac BLOB NOT NULL,"          /* HMAC-SHA256 of the canonical content */
+    "  imported_at_ms INTEGER NOT NULL"      /* wall clock of the last change */
+    ") STRICT;"
+    "CREATE TABLE router_settings ("
+    "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+    "  num_retries INTEGER NOT NULL,"
+    "  timeout_ms INTEGER NOT NULL,"
+    "  allowed_fails INTEGER NOT NULL,"
+    "  cooldown_ms INTEGER NOT NULL,"
+    "  routing_strategy TEXT NOT NULL,"
+    "  master_key_sha256 BLOB"               /* NULL = no client auth */
+    ") STRICT;"
+    "CREATE TABLE model_groups ("
+    "  name TEXT PRIMARY KEY,"
+    "  position INTEGER NOT NULL UNIQUE"
+    ") STRICT;"
+    "CREATE TABLE group_fallbacks ("
+    "  group_name TEXT NOT NULL REFERENCES model_groups(name) ON DELETE CASCADE,"
+    "  position INTEGER NOT NULL,"
+    "  fallback TEXT NOT NULL REFERENCES model_groups(name),"
+    "  PRIMARY KEY (group_name, position)"
+    ") STRICT;"
+    "CREATE TABLE deployments ("
+    "  name TEXT PRIMARY KEY,"
+    "  position INTEGER NOT NULL UNIQUE,"
+    "  model_group TEXT NOT NULL REFERENCES model_groups(name),"
+    "  provider TEXT NOT NULL,"
+    "  upstream_model TEXT NOT NULL,"
+    "  api_base TEXT NOT NULL,"
+    "  api_key_enc BLOB,"                    /* keys.c blob, AAD = name; NULL = no key */
+    "  api_version TEXT NOT NULL,"
+    "  weight INTEGER NOT NULL CHECK (weight >= 1),"
+    "  timeout_ms INTEGER NOT NULL,"
+    "  stream_timeout_ms INTEGER NOT NULL,"
+    "  connect_timeout_ms INTEGER NOT NULL,"
+    "  rpm INTEGER NOT NULL,"
+    "  tpm INTEGER NOT NULL"
+    ") STRICT;",
+};
+
+/* ------------------------------------------------------------------ helpers */
+
+static int store_fail(store_t *s, char *err, size_t errlen, const char *what) {
+  snprintf(err, errlen, "%s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
+  return -1;
+}
+
+static int store_exec(store_t *s, const char *sql, char *err, size_t errlen) {
+  char *msg = NULL;
+  if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) == SQLITE_OK) return 0;
+  snprintf(err, errlen, "%s: %s", s->path, msg ? msg : sqlite3_errmsg(s->db));
+  sqlite3_free(msg);
+  return -1;
+}
+
+static void store_rollback(store_t *s) { sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL); }
+
+static int store_prepare(store_t *s, const char *sql, sqlite3_stmt **st, char *err, size_t errlen) {
+  if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) == SQLITE_OK) return 0;
+  return store_fail(s, err, errlen, "prepare");
+}
+
+int store_schema_version(store_t *s) {
+  sqlite3_stmt *st;
+  int v = -1;
+  if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK) return -1;
+  if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  return v;
+}
+
+/* ------------------------------------------------------------------ open */
+
+static int store_pragmas(store_t *s, char *err, size_t errlen) {
+  sqlite3_stmt *st;
+  sqlite3_busy_timeout(s->db, 5000);
+  if (store_prepare(s, "PRAGMA journal_mode=WAL", &st, err, errlen) < 0) return -1;
+  int ok = sqlite3_step(st) == SQLITE_ROW &&
+           !sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal");
+  sqlite3_finalize(st);
+  if (!ok) {
+    snprintf(err, errlen, "%s: cannot switch to WAL journal mode", s->path);
+    return -1;
+  }
+  return store_exec(s, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+                       "PRAGMA journal_size_limit=67108864;", err, errlen);
+}
+
+static int store_migrate(store_t *s, char *err, size_t errlen) {
+  int v = store_schema_version(s);
+  if (v < 0) return store_fail(s, err, errlen, "read user_version");
+  if (v > STORE_SCHEMA_VERSION) {
+    snprintf(err, errlen, "%s: schema version %d is newer than this llmesh-control (%d); refusing to start",
+             s->path, v, STORE_SCHEMA_VERSION);
+    return -1;
+  }
+  for (; v < STORE_SCHEMA_VERSION; v++) {
+    char bump[64];
+    snprintf(bump, sizeof bump, "PRAGMA user_version=%d; COMMIT;", v + 1);
+    if (store_exec(s, "BEGIN IMMEDIATE", err, errlen) < 0) return -1;
+    if (store_exec(s, store_migrations[v], err, errlen) < 0 || store_exec(s, bump, err, errlen) < 0) {
+      store_rollback(s);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+int store_open(store_t **out, const char *path, char *err, size_t errlen) {
+  /* Pre-create 0600: -wal and -shm copy the database file's mode. */
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    return -1;
+  }
+  close(fd);
+  store_t *s = calloc(1, sizeof *s);
+  if (!s || !(s->path = strdup(path))) {
+    free(s);
+    snprintf(err, errlen, "%s: out of memory", path);
+    return -1;
+  }
+  if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK ||
+      store_pragmas(s, err, errlen) < 0 || store_migrate(s, err, errlen) < 0) {
+    if (s->db && !err[0]) store_fail(s, err, errlen, "open");
+    store_close(s);
+    return -1;
+  }
+  *out = s;
+  return 0;
+}
+
+void store_close(store_t *s) {
+  if (!s) return;
+  if (s->db) sqlite3_close(s->db); /* statements are always finalized after use */
+  free(s->path);
+  free(s);
+}
+
+/* ------------------------------------------------------------------ content hash */
+
+static void canon_str(buf_t *b, const char *s) { buf_printf(b, "%zu:%s;", strlen(s), s); }
+static void canon_u32(buf_t *b, uint32_t v) { buf_printf(b, "%u;", v); }
+
+/* Canonical, unambiguous (length-prefixed) text of everything a snapshot carries. */
+static int store_content_hmac(const keys_t *k, const cfg_config *c, uint8_t out[32]) {
+  buf_t b = {0};
+  const cfg_router *r = &c->router;
+  buf_printf(&b, "llmesh-config-v1;");
+  canon_u32(&b, r->num_retries);
+  canon_u32(&b, r->timeout_ms);
+  canon_u32(&b, r->allowed_fails);
+  canon_u32(&b, r->cooldown_ms);
+  canon_str(&b, r->routing_strategy ? r->routing_strategy : "");
+  canon_u32(&b, (uint32_t)c->has_master_key);
+  if (c->has_master_key) buf_append(&b, c->master_key_sha256, 32);
+  for (size_t i = 0; i < c->ngroups; i++) {
+    canon_str(&b, c->groups[i].name);
+    canon_u32(&b, (uint32_t)c->groups[i].nfallbacks);
+    for (size_t j = 0; j < c->groups[i].nfallbacks; j++) canon_str(&b, c->groups[i].fallbacks[j]);
+  }
+  for (size_t i = 0; i < c->ndeployments; i++) {
+    const cfg_deployment *d = &c->deployments[i];
+    canon_str(&b, d->name);
+    canon_str(&b, d->model_group);
+    canon_str(&b, d->provider);
+    canon_str(&b, d->upstream_model);
+    canon_str(&b, d->api_base);
+    canon_str(&b, d->api_key);
+    canon_str(&b, d->api_version);
+    canon_u32(&b, d->weight);
+    canon_u32(&b, d->timeout_ms);
+    canon_u32(&b, d->stream_timeout_ms);
+    canon_u32(&b, d->connect_timeout_ms);
+    canon_u32(&b, d->rpm);
+    canon_u32(&b, d->tpm);
+  }
+  int rv = b.data ? keys_hmac(k, b.data, b.len, out) : -ENOMEM;
+  if (b.data) OPENSSL_cleanse(b.data, b.cap);
+  buf_free(&b);
+  return rv;
+}
+
+/* ------------------------------------------------------------------ import */
+
+/* Returns 1 and the stored version when the stored hmac equals hmac, 0 otherwise. */
+static int store_same_content(store_t *s, const uint8_t hmac[32], uint64_t *version) {
+  sqlite3_stmt *st;
+  int same = 0;
+  *version = 0;
+  if (sqlite3_prepare_v2(s->db, "SELECT snapshot_version, content_hmac FROM state WHERE id = 1",
+                         -1, &st, NULL) != SQLITE_OK)
+    return -1;
+  if (sqlite3_step(st) == SQLITE_ROW) {
+    *version = (uint64_t)sqlite3_column_int64(st, 0);
+    same = sqlite3_column_bytes(st, 1) == 32 &&
+           CRYPTO_memcmp(sqlite3_column_blob(st, 1), hmac, 32) == 0;
+  }
+  sqlite3_finalize(st);
+  return same;
+}
+
+static int store_put_router(store_t *s, const cfg_config *c, char *err, size_t errlen) {
+  sqlite3_stmt *st;
+  if (store_prepare(s, "INSERT INTO router_settings VALUES (1, ?, ?, ?, ?, ?, ?)", &st, err, errlen) < 0)
+    return -1;
+  sqlite3_bind_int64(st, 1, c->router.num_retries);
+  sqlite3_bind_int64(st, 2, c->router.timeout_ms);
+  sqlite3_bind_int64(st, 3, c->router.allowed_fails);
+  sqlite3_bind_int64(st, 4, c->router.cooldown_ms);
+  sqlite3_bind_text(st, 5, c->router.routing_strategy ? c->router.routing_strategy : "", -1, SQLITE_STATIC);
+  if (c->has_master_key) sqlite3_bind_blob(st, 6, c->master_key_sha256, 32, SQLITE_STATIC);
+  int rc = sqlite3_step(st);
+  sqlite3_finalize(st);
+  return rc == SQLITE_DONE ? 0 : store_fail(s, err, errlen, "insert router_settings");
+}
+
+static int store_put_groups(store_t *s, const cfg_config *c, char *err, size_t errlen) {
+  sqlite3_stmt *g, *f;
+  if (store_prepare(s, "INSERT INTO model_groups VALUES (?, ?)", &g, err, errlen) < 0) return -1;
+  if (store_prepare(s, "INSERT INTO group_fallbacks VALUES (?, ?, ?)", &f, err, errlen) < 0) {
+    sqlite3_finalize(g);
+    return -1;
+  }
+  int rc = SQLITE_DONE;
+  for (size_t i = 0; i < c->ngroups && rc == SQLITE_DONE; i++) {
+    sqlite3_bind_text(g, 1, c->groups[i].name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(g, 2, (sqlite3_int64)i);
+    rc = sqlite3_step(g);
+    sqlite3_reset(g);
+  }
+  for (size_t i = 0; i < c->ngroups && rc == SQLITE_DONE; i++) {
+    for (size_t j = 0; j < c->groups[i].nfallbacks && rc == SQLITE_DONE; j++) {
+      sqlite3_bind_text(f, 1, c->groups[i].name, -1, SQLITE_STATIC);
+      sqlite3_bind_int64(f, 2, (sqlite3_int64)j);
+      sqlite3_bind_text(f, 3, c->groups[i].fallbacks[j], -1, SQLITE_STATIC);
+      rc = sqlite3_step(f);
+      sqlite3_reset(f);
+    }
+  }
+  sqlite3_finalize(g);
+  sqlite3_finalize(f);
+  return rc == SQLITE_DONE ? 0 : store_fail(s, err, errlen, "insert model_groups");
+}
+
+static int store_put_deployment(store_t *s, sqlite3_stmt *st, const keys_t *k,
+                                const cfg_deployment *d, size_t pos, char *err, size_t errlen) {
+  uint8_t *blob = NULL;
+  size_t blob_len = 0;
+  if (*d->api_key &&
+      keys_encrypt(k, d->name, (const uint8_t *)d->api_key, strlen(d->api_key), &blob, &blob_len) < 0) {
+    snprintf(err, errlen, "%s: cannot encrypt the key of %s", s->path, d->name);
+    return -1;
+  }
+  sqlite3_bind_text(st, 1, d->name, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, (sqlite3_int64)pos);
+  sqlite3_bind_text(st, 3, d->model_group, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 4, d->provider, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 5, d->upstream_model, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 6, d->api_base, -1, SQLITE_STATIC);
+  if (blob) sqlite3_bind_blob(st, 7, blob, (int)blob_len, SQLITE_STATIC);
+  else sqlite3_bind_null(st, 7);
+  sqlite3_bind_text(st, 8, d->api_version, -1, SQLITE_STATIC);
+  const uint32_t nums[] = {d->weight, d->timeout_ms, d->stream_timeout_ms, d->connect_timeout_ms,
+                           d->rpm, d->tpm};
+  for (int i = 0; i < 6; i++) sqlite3_bind_int64(st, 9 + i, nums[i]);
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  free(blob);
+  return rc == SQLITE_DONE ? 0 : store_fail(s, err, errlen, "insert deployments");
+}
+
+static int store_put_deployments(store_t *s, const keys_t *k, const cfg_config *c, char *err,
+                                 size_t errlen) {
+  sqlite3_stmt *st;
+  if (store_prepare(s, "INSERT INTO deployments VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &st, err, errlen) < 0)
+    return -1;
+  int rv = 0;
+  for (size_t i = 0; i < c->ndeployments && rv == 0; i++)
+    rv = store_put_deployment(s, st, k, &c->deployments[i], i, err, errlen);
+  sqlite3_finalize(st);
+  return rv;
+}
+
+static int store_put_state(store_t *s, uint64_t version, const uint8_t hmac[32], char *err,
+                           size_t errlen) {
+  sqlite3_stmt *st;
+  if (store_prepare(s, "INSERT OR REPLACE INTO state VALUES (1, ?, ?, ?)", &st, err, errlen) < 0)
+    return -1;
+  sqlite3_bind_int64(st, 1, (sqlite3_int64)version);
+  sqlite3_bind_blob(st, 2, hmac, 32, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 3, (sqlite3_int64)util_wall_ms());
+  int rc = sqlite3_step(st);
+  sqlite3_finalize(st);
+  return rc == SQLITE_DONE ? 0 : store_fail(s, err, errlen, "update state");
+}
+
+static int store_replace(store_t *s, const keys_t *k, const cfg_config *c, uint64_t version,
+                         const uint8_t hmac[32], char *err, size_t errlen) {
+  if (store_exec(s, "DELETE FROM deployments; DELETE FROM group_fallbacks;"
+                    "DELETE FROM model_groups; DELETE FROM router_settings;", err, errlen) < 0)
+    return -1;
+  if (store_put_router(s, c, err, errlen) < 0 || store_put_groups(s, c, err, errlen) < 0 ||
+      store_put_deployments(s, k, c, err, errlen) < 0)
+    return -1;
+  return store_put_state(s, version, hmac, err, errlen);
+}
+
+int store_import(store_t *s, const keys_t *k, const cfg_config *c, uint64_t *version,
+                 int *changed, char *err, size_t errlen) {
+  uint8_t hmac[32];
+  if (store_content_hmac(k, c, hmac) < 0) {
+    snprintf(err, errlen, "%s: cannot fingerprint the config", s->path);
+    return -1;
+  }
+  if (store_exec(s, "BEGIN IMMEDIATE", err, errlen) < 0) return -1;
+  int same = store_same_content(s, hmac, version);
+  if (same < 0) {
+    store_rollback(s);
+    return store_fail(s, err, errlen, "read state");
+  }
+  *changed = !same;
+  if (!same && store_replace(s, k, c, *version + 1, hmac, err, errlen) < 0) {
+    store_rollback(s);
+    return -1;
+  }
+  if (store_exec(s, "COMMIT", err, errlen) < 0) {
+    store_rollback(s);
+    return -1;
+  }
+  if (!same) (*version)++;
+  return 0;
+}
+
+/* ------------------------------------------------------------------ load */
+
+static char *col_dup(sqlite3_stmt *st, int i) {
+  const unsigned char *t = sqlite3_column_text(st, i);
+  return strdup(t ? (const char *)t : "");
+}
+
+static int store_get_router(store_t *s, cfg_config *c, char *err, size_t errlen) {
+  sqlite3_stmt *st;
+  if (store_prepare(s, "SELECT num_retries, timeout_ms, allowed_fails, cooldown_ms, routing_strategy,"
+                       " master_key_sha256 FROM router_settings WHERE id = 1", &st, err, errlen) < 0)
+    return -1;
+  int rv = -1;
+  if (sqlite3_step(st) == SQLITE_ROW) {
+    c->router.num_retries = (uint32_t)sqlite3_column_int64(st, 0);
+    c->router.timeout_ms = (uint32_t)sqlite3_column_int64(st, 1);
+    c->router.allowed_fails = (uint32_t)sqlite3_column_int64(st, 2);
+    c->router.cooldown_ms = (uint32_t)sqlite3_column_int64(st, 3);
+    c->router.routing_strategy = col_dup(st, 4);
+    if (sqlite3_column_bytes(st, 5) == 32) {
+      memcpy(c->master_key_sha256, sqlite3_column_blob(st, 5), 32);
+      c->has_master_key = 1;
+    }
+    rv = c->router.routing_strategy ? 0 : -1;
+  }
+  sqlite3_finalize(st);
+  return rv == 0 ? 0 : store_fail(s, err, errlen, "read router_settings");
+}
+
+static int store_get_groups(store_t *s, cfg_config *c, char *err, size_t errlen) {
+  sqlite3_stmt *st;
+  int rc, rv = 0;
+  if (store_prepare(s, "SELECT name FROM model_groups ORDER BY position", &st, err, errlen) < 0) return -1;
+  while (rv == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)
+    if (!cfg_add_group(c, (const char *)sqlite3_column_text(st, 0))) rv = -1;
+  sqlite3_finalize(st);
+  if (rv < 0 || store_prepare(s, "SELECT group_name, fallback FROM group_fallbacks"
+                                 " ORDER BY group_name, position", &st, err, errlen) < 0)
+    return store_fail(s, err, errlen, "read model_groups");
+  while (rv == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    cfg_group *g = cfg_find_group(c, (const char *)sqlite3_column_text(st, 0));
+    if (!g || cfg_group_add_fallback(g, (const char *)sqlite3_column_text(st, 1)) < 0) rv = -1;
+  }
+  sqlite3_finalize(st);
+  return rv == 0 ? 0 : store_fail(s, err, errlen, "read group_fallbacks");
+}
+
+static int store_get_deployment(store_t *s, sqlite3_stmt *st, const keys_t *k, cfg_config *c,
+                                char *err, size_t errlen) {
+  cfg_deployment *d = cfg_add_deployment(c);
+  if (!d) return store_fail(s, err, errlen, "out of memory");
+  d->name = col_dup(st, 0);
+  d->model_group = col_dup(st, 1);
+  d->provider = col_dup(st, 2);
+  d->upstream_model = col_dup(st, 3);
+  d->api_base = col_dup(st, 4);
+  d->api_version = col_dup(st, 6);
+  uint32_t *nums[] = {&d->weight, &d->timeout_ms, &d->stream_timeout_ms, &d->connect_timeout_ms,
+                      &d->rpm, &d->tpm};
+  for (int i = 0; i < 6; i++) *nums[i] = (uint32_t)sqlite3_column_int64(st, 7 + i);
+  if (!d->name || !d->model_group || !d->provider || !d->upstream_model || !d->api_base || !d->api_version)
+    return store_fail(s, err, errlen, "out of memory");
+  if (sqlite3_column_type(st, 5) == SQLITE_NULL) {
+    d->api_key = strdup("");
+    return d->api_key ? 0 : -1;
+  }
+  int rv = keys_decrypt(k, d->name, sqlite3_column_blob(st, 5), (size_t)sqlite3_column_bytes(st, 5),
+                        &d->api_key, NULL);
+  if (rv < 0) {
+    snprintf(err, errlen, "%s: cannot decrypt the provider key of %s (wrong secret.key?)", s->path, d->name);
+    return -1;
+  }
+  return 0;
+}
+
+static int store_get_deployments(store_t *s, const keys_t *k, cfg_config *c, char *err, size_t errlen) {
+  sqlite3_stmt *st;
+  if (store_prepare(s, "SELECT name, model_group, provider, upstream_model, api_base, api_key_enc,"
+                       " api_version, weight, timeout_ms, stream_timeout_ms, connect_timeout_ms, rpm, tpm"
+                       " FROM deployments ORDER BY position", &st, err, errlen) < 0)
+    return -1;
+  int rc, rv = 0;
+  while (rv == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) rv = store_get_deployment(s, st, k, c, err, errlen);
+  if (rv == 0 && rc != SQLITE_DONE) rv = store_fail(s, err, errlen, "read deployments");
+  sqlite3_finalize(st);
+  return rv;
+}
+
+int store_load(store_t *s, const keys_t *k, cfg_config *out, uint64_t *version, char *err,
+               size_t errlen) {
+  uint8_t none[32] = {0};
+  cfg_init(out);
+  if (store_exec(s, "BEGIN", err, errlen) < 0) return -1;
+  if (store_same_content(s, none, version) < 0) {
+    store_rollback(s);
+    return store_fail(s, err, errlen, "read state");
+  }
+  int found = *version > 0;
+  if (found && (store_get_router(s, out, err, errlen) < 0 || store_get_groups(s, out, err, errlen) < 0 ||
+                store_get_deployments(s, k, out, err, errlen) < 0)) {
+    store_rollback(s);
+    cfg_free(out);
+    return -1;
+  }
+  store_exec(s, "COMMIT", err, errlen);
+  return found;
+}

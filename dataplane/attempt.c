@@ -1,0 +1,389 @@
+/* attempt.c — upstream attempts and failover (see attempt.h).
+ *
+ *   attempt_chat → attempt_next → attempt_start ─(curl)→ on_header / on_write
+ *        ↑                                          │
+ *        └──── attempt_failed ←── on_done / on_deadline
+ *
+ * Curl callbacks record a decision (fail_reason) and abort the transfer; on_done, which
+ * runs after curl_multi_info_read outside any curl callback, acts on it. */
+#include "attempt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "curl_uv.h"
+#include "log.h"
+#include "server.h"
+#include "stream.h"
+
+static cu_multi multi;
+static uint64_t chats_in_flight;
+
+static void attempt_next(chat *c, const snap_dep *from, const char *reason);
+static void attempt_failed(chat *c, enum metrics_class cls, const char *reason);
+
+uint64_t attempt_chats_in_flight(void) { return chats_in_flight; }
+
+/* ---- lifetime ------------------------------------------------------------------ */
+
+static void on_chat_closed(uv_handle_t *h) {
+  chat *c = container_of((uv_timer_t *)h, chat, timer);
+  snapshot_unref(c->snap);
+  buf_free(&c->up_body);
+  buf_free(&c->resp);
+  sse_free(&c->sse);
+  free(c);
+  chats_in_flight--;
+}
+
+/* Stops the current transfer if any (never from inside a curl callback). */
+static void release_easy(chat *c) {
+  if (!c->easy) return;
+  if (c->in_multi) cu_cancel(&multi, c->easy);
+  c->in_multi = 0;
+  cu_easy_put(&multi, c->easy);
+  c->easy = NULL;
+  c->paused = 0;
+}
+
+static void chat_free(chat *c) {
+  release_easy(c);
+  uv_timer_stop(&c->timer);
+  uv_close((uv_handle_t *)&c->timer, on_chat_closed);
+}
+
+static void chat_set_dep_headers(chat *c) {
+  const char *name = c->dep >= 0 ? c->snap->deps[c->dep].name : "";
+  snprintf(c->hdr_deployment, sizeof c->hdr_deployment, "%s", name);
+  snprintf(c->hdr_attempts, sizeof c->hdr_attempts, "%d", c->attempts);
+}
+
+/* Whole response to the client; the chat is finished afterwards (unless a transfer
+ * is still running, which never happens here). */
+static void chat_respond(chat *c, int status, const char *ctype, const char *body, size_t len) {
+  hs_header h[2] = {{"x-llmesh-deployment", c->hdr_deployment}, {"x-llmesh-attempts", c->hdr_attempts}};
+  int nh = c->attempts ? 2 : 0;
+  server_respond(c->req, c->rid, status, ctype, h, nh, body, len,
+                 c->dep >= 0 ? c->snap->deps[c->dep].name : NULL, c->attempts);
+  c->req = NULL;
+}
+
+static void chat_error(chat *c, int status, const char *type, const char *code, const char *msg) {
+  hs_header h[3] = {{"x-llmesh-deployment", c->hdr_deployment},
+                    {"x-llmesh-attempts", c->hdr_attempts}, {"retry-after", "1"}};
+  int nh = c->attempts ? 2 : 0;
+  if (status == 429) h[nh++] = h[2];
+  server_error(c->req, c->rid, status, type, code, msg, h, nh,
+               c->dep >= 0 ? c->snap->deps[c->dep].name : NULL, c->attempts);
+  c->req = NULL;
+}
+
+/* ---- curl callbacks: record, never act on the multi ----------------------------- */
+
+static size_t on_header(char *b, size_t size, size_t n, void *ud) {
+  chat *c = ud;
+  size_t len = size * n;
+  if (len >= 5 && memcmp(b, "HTTP/", 5) == 0) { /* a new header block: reset */
+    const char *sp = memchr(b, ' ', len);
+    c->status = sp ? atoi(sp + 1) : 0;
+    c->headers_done = 0;
+    c->relay = 0;
+    c->content_type[0] = '\0';
+    return len;
+  }
+  if (len <= 2 && (b[0] == '\r' || b[0] == '\n')) {
+    if (c->status >= 100 && c->status < 200) return len; /* 1xx: the real block follows */
+    c->headers_done = 1;
+    const snap_dep *d = &c->snap->deps[c->dep];
+    hist_add(&d->stats->latency, (double)(util_now_us() - c->attempt_start_us) / 1000.0);
+    if (c->status == 408 || c->status == 429 || c->status >= 500 || c->status < 100) {
+      c->fail_class = c->status == 429 ? MC_RATE_LIMITED
+                      : c->status < 100 ? MC_OTHER_ERROR : MC_SERVER_ERROR;
+      if (c->status < 100) strcpy(c->fail_reason, "garbage");
+      else snprintf(c->fail_reason, sizeof c->fail_reason, "http_%d", c->status);
+      return 0; /* abort: the client has seen nothing */
+    }
+    if (c->status < 200 || c->status >= 300) c->relay = 1; /* client's fault: relay as is */
+    return len;
+  }
+  if (len > 13 && strncasecmp(b, "content-type:", 13) == 0) {
+    size_t i = 13, e = len;
+    while (i < e && (b[i] == ' ' || b[i] == '\t')) i++;
+    while (e > i && (b[e - 1] == '\r' || b[e - 1] == '\n' || b[e - 1] == ' ')) e--;
+    if (e - i >= sizeof c->content_type) e = i + sizeof c->content_type - 1;
+    memcpy(c->content_type, b + i, e - i);
+    c->content_type[e - i] = '\0';
+  }
+  return len;
+}
+
+static size_t on_write(char *p, size_t size, size_t n, void *ud) {
+  chat *c = ud;
+  size_t len = size * n, r;
+  c->in_curl++;
+  if (!c->req) {
+    r = CURL_WRITEFUNC_ERROR;
+  } else if (c->ri.stream && !c->relay) {
+    r = stream_on_data(c, p, len);
+  } else if (c->resp.len + len > ATTEMPT_MAX_BODY || buf_append(&c->resp, p, len)) {
+    c->fail_class = MC_OTHER_ERROR;
+    strcpy(c->fail_reason, "too_large");
+    r = CURL_WRITEFUNC_ERROR;
+  } else {
+    r = len;
+  }
+  c->in_curl--;
+  return r;
+}
+
+/* ---- starting attempts ------------------------------------------------------------ */
+
+static void on_deadline(uv_timer_t *t) {
+  chat *c = container_of(t, chat, timer);
+  if (!c->easy || c->committed) return;
+  const char *reason = "timeout";
+  curl_off_t pre = 0;
+  if (curl_easy_getinfo(c->easy, CURLINFO_PRETRANSFER_TIME_T, &pre) == CURLE_OK && pre == 0)
+    reason = "connect_timeout";
+  release_easy(c); /* a uv callback: removing from the multi is allowed here */
+  attempt_failed(c, MC_TIMEOUT, reason);
+}
+
+static int attempt_start(chat *c, int dep) {
+  const snap_dep *d = &c->snap->deps[dep];
+  c->dep = dep;
+  c->attempts++;
+  chat_set_dep_headers(c);
+  if (!c->up_model || strcmp(c->up_model, d->upstream_model) != 0) {
+    if (req_rewrite_model(&c->up_body, c->body, c->body_len, &c->ri, d->upstream_model)) return -1;
+    c->up_model = d->upstream_model;
+  }
+  c->status = 0;
+  c->headers_done = 0;
+  c->relay = 0;
+  c->content_type[0] = '\0';
+  c->fail_reason[0] = '\0';
+  buf_reset(&c->resp);
+  stream_reset(c);
+
+  CURL *e = cu_easy_get(&multi);
+  if (!e) return -1;
+  curl_easy_setopt(e, CURLOPT_URL, d->url);
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->ri.stream ? d->hdrs_stream : d->hdrs_json);
+  curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->up_body.len);
+  curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->up_body.data); /* not copied: lives in c */
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
+  curl_easy_setopt(e, CURLOPT_PRIVATE, c);
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)d->connect_timeout_ms);
+  c->attempt_start_us = util_now_us();
+  if (cu_start(&multi, e)) {
+    cu_easy_put(&multi, e);
+    return -1;
+  }
+  c->easy = e;
+  c->in_multi = 1;
+  d->stats->requests++;
+  uint32_t ms = c->ri.stream ? d->stream_timeout_ms : d->timeout_ms;
+  if (ms) uv_timer_start(&c->timer, on_deadline, ms, 0);
+  LOG_DEBUG(c->rid, "attempt", LF_S("deployment", d->name), LF_I("attempt", c->attempts));
+  return 0;
+}
+
+/* Every attempt failed (or none could be made): the final OpenAI-shaped error. */
+static void finish_exhausted(chat *c) {
+  char msg[1024];
+  const char *model = c->ri.model;
+  if (c->attempts == 0) {
+    snprintf(msg, sizeof msg, "No deployment is available for model '%.200s'.", model);
+    chat_error(c, 503, "server_error", "no_deployment_available", msg);
+  } else if (c->n_rate_limited == c->n_failed) {
+    snprintf(msg, sizeof msg, "Every deployment for model '%.200s' is rate limited (%d attempts: %s).",
+             model, c->attempts, c->failures);
+    chat_error(c, 429, "rate_limit_error", "rate_limit_exceeded", msg);
+  } else if (c->last_class == MC_TIMEOUT) {
+    snprintf(msg, sizeof msg, "Upstream timed out for model '%.200s' (%d attempts: %s).", model,
+             c->attempts, c->failures);
+    chat_error(c, 504, "server_error", "upstream_timeout", msg);
+  } else {
+    snprintf(msg, sizeof msg, "All upstream attempts failed for model '%.200s' (%d attempts: %s).",
+             model, c->attempts, c->failures);
+    chat_error(c, 502, "server_error", "upstream_error", msg);
+  }
+  chat_free(c);
+}
+
+/* Picks and starts the next attempt; from/reason describe the failure that led here
+ * (NULL for the first attempt). */
+static void attempt_next(chat *c, const snap_dep *from, const char *reason) {
+  if (!c->req) { chat_free(c); return; }
+  for (;;) {
+    int next = route_pick(&c->route, c->snap, route_rng_default());
+    if (from) {
+      LOG_INFO(c->rid, "failover", LF_S("from", from->name), LF_S("reason", reason),
+               LF_I("attempt", c->attempts), LF_S("next", next >= 0 ? c->snap->deps[next].name : NULL));
+      if (next >= 0) metrics_failover(from->stats, reason);
+    }
+    if (next < 0) { finish_exhausted(c); return; }
+    if (attempt_start(c, next) == 0) return;
+    from = &c->snap->deps[next]; /* could not even start (ENOMEM): next one */
+    reason = "internal_error";
+    from->stats->errors[MC_OTHER_ERROR]++;
+    c->n_failed++;
+    c->last_class = MC_OTHER_ERROR;
+  }
+}
+
+/* Counts a failed attempt and moves on. */
+static void attempt_failed(chat *c, enum metrics_class cls, const char *reason) {
+  const snap_dep *d = &c->snap->deps[c->dep];
+  d->stats->errors[cls]++;
+  route_failed(&c->route, c->snap, c->dep);
+  c->n_failed++;
+  if (cls == MC_RATE_LIMITED) c->n_rate_limited++;
+  c->last_class = cls;
+  size_t room = sizeof c->failures - c->failures_len;
+  int w = snprintf(c->failures + c->failures_len, room, "%s%s %s", c->failures_len ? ", " : "",
+                   d->name, reason);
+  if (w > 0) c->failures_len += (size_t)w < room ? (size_t)w : room - 1;
+  attempt_next(c, d, reason);
+}
+
+/* ---- completion --------------------------------------------------------------------- */
+
+static void classify(CURLcode res, CURL *e, enum metrics_class *cls, const char **reason) {
+  curl_off_t pre = 0;
+  switch (res) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+      *cls = MC_CONNECT_ERROR; *reason = "connect_error"; return;
+    case CURLE_OPERATION_TIMEDOUT:
+      curl_easy_getinfo(e, CURLINFO_PRETRANSFER_TIME_T, &pre);
+      *cls = MC_TIMEOUT; *reason = pre == 0 ? "connect_timeout" : "timeout"; return;
+    default:
+      *cls = MC_OTHER_ERROR; *reason = "upstream_closed"; return;
+  }
+}
+
+static void account_usage(chat *c, const snap_dep *d) {
+  if (!c->have_usage) return;
+  d->stats->prompt_tokens += c->prompt_tokens;
+  d->stats->completion_tokens += c->completion_tokens;
+}
+
+static void finish_whole(chat *c, const snap_dep *d) {
+  const char *ct = c->content_type[0] ? c->content_type : "application/json";
+  if (c->relay) {
+    d->stats->errors[MC_CLIENT_ERROR]++; /* the client's fault, not the provider's */
+    chat_respond(c, c->status, ct, c->resp.data, c->resp.len);
+    return;
+  }
+  uint64_t pt, ctk;
+  if (sse_usage(c->resp.data ? c->resp.data : "", c->resp.len, &pt, &ctk) == 0) {
+    c->prompt_tokens = pt;
+    c->completion_tokens = ctk;
+    c->have_usage = 1;
+  }
+  d->stats->success++;
+  account_usage(c, d);
+  chat_respond(c, c->status, ct, c->resp.data, c->resp.len);
+}
+
+static void on_done(CURL *e, CURLcode res, void *priv) {
+  chat *c = priv;
+  enum metrics_class cls;
+  const char *reason;
+  c->in_multi = 0;
+  uv_timer_stop(&c->timer);
+  if (!c->req || c->client_gone) { /* client left: on_abort did or will clean up */
+    release_easy(c);
+    if (!c->req) chat_free(c);
+    return;
+  }
+  const snap_dep *d = &c->snap->deps[c->dep];
+  if (c->committed) { /* stream: the client has bytes, no failover possible */
+    account_usage(c, d);
+    if (res == CURLE_OK && c->saw_done) d->stats->success++;
+    else d->stats->errors[MC_OTHER_ERROR]++;
+    release_easy(c);
+    stream_finish(c);
+    chat_free(c);
+    return;
+  }
+  if (c->fail_reason[0]) { cls = c->fail_class; reason = c->fail_reason; }
+  else if (res != CURLE_OK) classify(res, e, &cls, &reason);
+  else if (!c->headers_done) { cls = MC_OTHER_ERROR; reason = "garbage"; }
+  else if (c->relay || !c->ri.stream) {
+    if (!c->relay && !req_json_valid(c->resp.data ? c->resp.data : "", c->resp.len)) {
+      cls = MC_OTHER_ERROR; reason = "garbage";
+    } else {
+      release_easy(c);
+      finish_whole(c, d);
+      chat_free(c);
+      return;
+    }
+  } else if (req_json_valid(c->resp.data ? c->resp.data : "", c->resp.len) && c->resp.len) {
+    release_easy(c); /* asked for a stream, got one JSON answer: pass it on whole */
+    finish_whole(c, d);
+    chat_free(c);
+    return;
+  } else {
+    cls = MC_OTHER_ERROR; reason = "garbage"; /* 2xx stream without a single event */
+  }
+  char rbuf[24];
+  snprintf(rbuf, sizeof rbuf, "%s", reason); /* fail_reason is reset by the next start */
+  release_easy(c);
+  attempt_failed(c, cls, rbuf);
+}
+
+/* ---- entry points -------------------------------------------------------------------- */
+
+int attempt_init(uv_loop_t *loop) { return cu_init(&multi, loop, on_done); }
+
+void attempt_shutdown(void) { cu_close(&multi); }
+
+void attempt_chat(hs_request *req, snapshot *snap, const req_info *ri, const char *rid, int group) {
+  chat *c = calloc(1, sizeof *c);
+  if (!c) {
+    server_error(req, rid, 503, "server_error", "server_busy", "Out of memory.", NULL, 0, NULL, 0);
+    return;
+  }
+  chats_in_flight++;
+  c->req = req;
+  c->snap = snapshot_ref(snap);
+  c->ri = *ri;
+  c->body = req->body;
+  c->body_len = req->body_len;
+  c->dep = -1;
+  snprintf(c->rid, sizeof c->rid, "%s", rid);
+  sse_init(&c->sse);
+  uv_timer_init(multi.loop, &c->timer);
+  req->user = c;
+  route_init(&c->route, snap, group);
+  attempt_next(c, NULL, NULL);
+}
+
+void attempt_on_abort(hs_request *req) {
+  chat *c = req->user;
+  if (!c) return;
+  if (c->dep >= 0 && (c->easy || c->committed)) c->snap->deps[c->dep].stats->errors[MC_CANCELLED]++;
+  if (c->committed) metrics_active_streams--;
+  server_access_log(req, c->rid, 499, c->dep >= 0 ? c->snap->deps[c->dep].name : NULL, c->attempts);
+  LOG_INFO(c->rid, "client_gone", LF_S("deployment", c->dep >= 0 ? c->snap->deps[c->dep].name : NULL),
+           LF_B("streaming", c->committed));
+  c->req = NULL;
+  req->user = NULL;
+  if (c->in_curl) return; /* the callback returns an error; on_done frees */
+  chat_free(c);           /* curl_multi_remove_handle: no CURLMSG_DONE follows */
+}
+
+void attempt_on_drain(hs_request *req) {
+  chat *c = req->user;
+  if (c) stream_drain(c);
+}

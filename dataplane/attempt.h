@@ -1,0 +1,85 @@
+/* attempt.h — one upstream try at a time per chat request, and the failover decision.
+ *
+ * A `chat` is one client chat-completion request from routing to its last byte. It
+ * holds a snapshot reference, the upstream body (model rewritten, outlives every
+ * transfer), the route state and the current attempt. An attempt fails over on
+ * connect error, timeout, 408/429/5xx or garbage while the client has seen nothing;
+ * other 4xx are relayed as they are. Curl callbacks only record decisions; they are
+ * acted on when the transfer is done (curl_uv's done callback) or from a uv timer. */
+#ifndef LLMESH_ATTEMPT_H
+#define LLMESH_ATTEMPT_H
+
+#include <curl/curl.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "http_server.h"
+#include "metrics.h"
+#include "request.h"
+#include "route.h"
+#include "snapshot.h"
+#include "sse.h"
+#include "util.h"
+
+#define ATTEMPT_MAX_BODY (32u << 20)      /* non-stream upstream body cap, bytes */
+#define ATTEMPT_MAX_PRECOMMIT (256u << 10) /* stream bytes buffered before the first event */
+
+typedef struct chat {
+  hs_request *req;            /* client request; NULL once answered or aborted */
+  snapshot *snap;             /* reference for the request's lifetime */
+  char rid[72];               /* request id, in every log line */
+  req_info ri;                /* model, stream flag, model span in the client body */
+  const char *body;           /* client body (owned by req: valid while req is set) */
+  size_t body_len;            /* bytes in body */
+  buf_t up_body;              /* upstream body, model rewritten; outlives the transfer */
+  const char *up_model;       /* upstream model up_body carries (NULL: none built) */
+  route_state route;          /* what was tried */
+  int dep;                    /* deployment of the current/last attempt, -1 none */
+  int attempts;               /* attempts started */
+  CURL *easy;                 /* current transfer, NULL when none */
+  int in_multi;               /* easy is added to the multi */
+  int in_curl;                /* inside a curl callback: no multi calls, no freeing */
+  uv_timer_t timer;           /* attempt deadline (first byte for streams, total otherwise) */
+  uint64_t attempt_start_us;  /* monotonic µs at the attempt's start */
+  /* per attempt */
+  int status;                 /* status of the last upstream header block */
+  int headers_done;           /* a final (non-1xx) header block was seen */
+  int relay;                  /* relay the upstream answer as is (non-retryable 4xx, 3xx) */
+  char content_type[96];      /* upstream Content-Type */
+  enum metrics_class fail_class; /* recorded failover decision (valid when fail_reason) */
+  char fail_reason[24];       /* "" = none recorded */
+  buf_t resp;                 /* non-stream body, or stream bytes held before commit */
+  /* stream relay */
+  int committed;              /* the client has response bytes (status line sent) */
+  int first_event;            /* 0 none yet, 1 valid, -1 garbage */
+  int saw_done;               /* data: [DONE] seen */
+  int client_full;            /* hs_stream_write asked to pause */
+  int paused;                 /* the transfer is paused by CURL_WRITEFUNC_PAUSE */
+  int client_gone;            /* an hs_* call failed: the connection is gone */
+  sse_decoder sse;            /* framing of the upstream stream */
+  uint64_t prompt_tokens;     /* from the usage chunk / body */
+  uint64_t completion_tokens;
+  int have_usage;             /* usage was seen */
+  /* outcome */
+  char failures[384];         /* "gpt-4-1 http_500, gpt-4-2 timeout" for the final error */
+  size_t failures_len;
+  int n_failed;               /* failed attempts */
+  int n_rate_limited;         /* of which 429 */
+  enum metrics_class last_class; /* class of the last failure */
+  char hdr_deployment[128];   /* x-llmesh-deployment value */
+  char hdr_attempts[16];      /* x-llmesh-attempts value */
+} chat;
+
+/* Sets up the worker's curl multi on loop. Returns 0 or <0. */
+int attempt_init(uv_loop_t *loop);
+/* Closes the multi (every chat must be finished). Run the loop afterwards. */
+void attempt_shutdown(void);
+
+/* Serves a chat completion for group `group` of snap (takes a snapshot reference);
+ * answers req sooner or later. rid: the request id. */
+void attempt_chat(hs_request *req, snapshot *snap, const req_info *ri, const char *rid, int group);
+void attempt_on_abort(hs_request *req); /* hs on_abort for a chat request */
+void attempt_on_drain(hs_request *req); /* hs on_drain for a chat request */
+uint64_t attempt_chats_in_flight(void);
+
+#endif

@@ -1,0 +1,42 @@
+/* curl_uv.h — libcurl's multi-socket interface driven by the worker's libuv loop.
+ *
+ * One CURLM per worker (it owns the connection, DNS and CA caches), one uv_poll_t per
+ * curl socket, one uv_timer_t for curl's timeouts. After every socket_action the
+ * finished transfers are read with curl_multi_info_read, removed, and handed to the
+ * done callback, which runs outside any curl callback and may start new transfers.
+ * Easy handles are pooled and curl_easy_reset between uses (keeps TLS sessions). */
+#ifndef LLMESH_CURL_UV_H
+#define LLMESH_CURL_UV_H
+
+#include <curl/curl.h>
+#include <uv.h>
+
+/* A transfer finished (success or error). The handle is already removed from the
+ * multi; priv is its CURLOPT_PRIVATE. Not called for cu_cancel()ed transfers. */
+typedef void (*cu_done_cb)(CURL *easy, CURLcode result, void *priv);
+
+typedef struct cu_multi {
+  uv_loop_t *loop;     /* the worker's loop */
+  CURLM *multi;        /* the one multi handle */
+  uv_timer_t timer;    /* curl's timeout (CURLMOPT_TIMERFUNCTION) */
+  cu_done_cb on_done;  /* completion callback */
+  CURL **pool;         /* idle easy handles */
+  int npool;           /* entries in pool */
+  int cappool;         /* allocated entries */
+  int in_flight;       /* transfers added and not yet done or cancelled */
+} cu_multi;
+
+int cu_init(cu_multi *m, uv_loop_t *loop, cu_done_cb on_done);
+/* An easy handle with the worker's base options set (NOSIGNAL, QUICK_EXIT, TCP
+ * keepalive, HTTP/1.1). NULL on ENOMEM. */
+CURL *cu_easy_get(cu_multi *m);
+void cu_easy_put(cu_multi *m, CURL *e); /* back to the pool (not while added) */
+int cu_start(cu_multi *m, CURL *e);     /* curl_multi_add_handle; 0 or -1 */
+/* Removes a running transfer at once; no done callback follows. Never call it from
+ * inside a curl callback. */
+void cu_cancel(cu_multi *m, CURL *e);
+/* Frees pooled handles and the multi, closes the timer (run the loop afterwards).
+ * Every transfer must be finished or cancelled before. */
+void cu_close(cu_multi *m);
+
+#endif

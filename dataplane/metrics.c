@@ -1,0 +1,209 @@
+/* metrics.c — counter store and the Prometheus rendering (see metrics.h). */
+#include "metrics.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEP_BUCKETS 256 /* hash buckets; chains stay short for hundreds of deployments */
+
+uint64_t metrics_client_requests;
+uint64_t metrics_active_streams;
+uint64_t metrics_telemetry_dropped;
+
+static uint64_t http_codes[600];     /* responses by status code */
+static metrics_dep *dep_table[DEP_BUCKETS];
+static metrics_dep **dep_list;       /* creation order */
+static int dep_n, dep_cap;
+
+static const char *const class_names[MC__COUNT] = {
+    "client_error", "rate_limited", "server_error", "timeout",
+    "connect_error", "other_error", "cancelled"};
+
+const char *metrics_class_name(enum metrics_class c) {
+  return (unsigned)c < MC__COUNT ? class_names[c] : "other_error";
+}
+
+static uint32_t hash_name(const char *s) {
+  uint32_t h = 2166136261u;
+  while (*s) h = (h ^ (unsigned char)*s++) * 16777619u;
+  return h;
+}
+
+static void copy_str(char *dst, size_t cap, const char *src) {
+  size_t n = strlen(src);
+  if (n >= cap) n = cap - 1;
+  memcpy(dst, src, n);
+  dst[n] = '\0';
+}
+
+metrics_dep *metrics_dep_get(const char *name, const char *group) {
+  uint32_t b = hash_name(name) & (DEP_BUCKETS - 1);
+  for (metrics_dep *d = dep_table[b]; d; d = d->hnext)
+    if (strncmp(d->name, name, sizeof d->name - 1) == 0) {
+      if (group) copy_str(d->group, sizeof d->group, group);
+      return d;
+    }
+  if (dep_n == dep_cap) {
+    int cap = dep_cap ? dep_cap * 2 : 16;
+    metrics_dep **l = realloc(dep_list, (size_t)cap * sizeof *l);
+    if (!l) return NULL;
+    dep_list = l;
+    dep_cap = cap;
+  }
+  metrics_dep *d = calloc(1, sizeof *d);
+  if (!d) return NULL;
+  copy_str(d->name, sizeof d->name, name);
+  copy_str(d->group, sizeof d->group, group ? group : "");
+  d->hnext = dep_table[b];
+  dep_table[b] = d;
+  dep_list[dep_n++] = d;
+  return d;
+}
+
+int metrics_dep_count(void) { return dep_n; }
+metrics_dep *metrics_dep_at(int i) { return dep_list[i]; }
+
+void metrics_http_response(int status) {
+  metrics_client_requests++;
+  if (status >= 100 && status < 600) http_codes[status]++;
+}
+
+void metrics_failover(metrics_dep *d, const char *reason) {
+  d->failovers++;
+  for (int i = 0; i < d->nreasons; i++)
+    if (strcmp(d->reasons[i].reason, reason) == 0) { d->reasons[i].n++; return; }
+  int i = d->nreasons < METRICS_MAX_REASONS ? d->nreasons++ : METRICS_MAX_REASONS - 1;
+  if (i == METRICS_MAX_REASONS - 1) reason = "other"; /* the last slot collects the rest */
+  if (strcmp(d->reasons[i].reason, reason) != 0) {
+    copy_str(d->reasons[i].reason, sizeof d->reasons[i].reason, reason);
+    d->reasons[i].n = 0;
+  }
+  d->reasons[i].n++;
+}
+
+/* Label value escaping per the exposition format: backslash, quote, newline. */
+static int put_label(buf_t *out, const char *s) {
+  for (const char *p = s; *p; p++) {
+    const char *e = NULL;
+    if (*p == '\\') e = "\\\\";
+    else if (*p == '"') e = "\\\"";
+    else if (*p == '\n') e = "\\n";
+    if (e ? buf_append(out, e, 2) : buf_append(out, p, 1)) return -ENOMEM;
+  }
+  return 0;
+}
+
+int metrics_render(buf_t *o, const metrics_gauges *g) {
+  int rc = 0;
+  rc |= buf_printf(o, "# HELP llmesh_http_requests_total Client responses by status code.\n"
+                      "# TYPE llmesh_http_requests_total counter\n");
+  for (int c = 100; c < 600; c++)
+    if (http_codes[c])
+      rc |= buf_printf(o, "llmesh_http_requests_total{code=\"%d\"} %llu\n", c,
+                       (unsigned long long)http_codes[c]);
+
+  rc |= buf_printf(o, "# HELP llmesh_upstream_requests_total Attempts sent upstream.\n"
+                      "# TYPE llmesh_upstream_requests_total counter\n");
+  for (int i = 0; i < dep_n; i++) {
+    metrics_dep *d = dep_list[i];
+    rc |= buf_printf(o, "llmesh_upstream_requests_total{deployment=\"");
+    rc |= put_label(o, d->name);
+    rc |= buf_printf(o, "\",model_group=\"");
+    rc |= put_label(o, d->group);
+    rc |= buf_printf(o, "\"} %llu\n", (unsigned long long)d->requests);
+  }
+
+  rc |= buf_printf(o, "# HELP llmesh_upstream_success_total Attempts answered completely with 2xx.\n"
+                      "# TYPE llmesh_upstream_success_total counter\n");
+  for (int i = 0; i < dep_n; i++) {
+    metrics_dep *d = dep_list[i];
+    rc |= buf_printf(o, "llmesh_upstream_success_total{deployment=\"");
+    rc |= put_label(o, d->name);
+    rc |= buf_printf(o, "\"} %llu\n", (unsigned long long)d->success);
+  }
+
+  rc |= buf_printf(o, "# HELP llmesh_upstream_errors_total Failed attempts by class.\n"
+                      "# TYPE llmesh_upstream_errors_total counter\n");
+  for (int i = 0; i < dep_n; i++) {
+    metrics_dep *d = dep_list[i];
+    for (int c = 0; c < MC__COUNT; c++) {
+      if (!d->errors[c]) continue;
+      rc |= buf_printf(o, "llmesh_upstream_errors_total{deployment=\"");
+      rc |= put_label(o, d->name);
+      rc |= buf_printf(o, "\",class=\"%s\"} %llu\n", class_names[c],
+                       (unsigned long long)d->errors[c]);
+    }
+  }
+
+  rc |= buf_printf(o, "# HELP llmesh_upstream_latency_seconds Time to upstream response headers.\n"
+                      "# TYPE llmesh_upstream_latency_seconds histogram\n");
+  for (int i = 0; i < dep_n; i++) {
+    metrics_dep *d = dep_list[i];
+    uint64_t cum = 0;
+    for (int b = 0; b < HIST_BUCKETS; b++) {
+      cum += d->latency.counts[b];
+      rc |= buf_printf(o, "llmesh_upstream_latency_seconds_bucket{deployment=\"");
+      rc |= put_label(o, d->name);
+      if (b < HIST_BUCKETS - 1)
+        rc |= buf_printf(o, "\",le=\"%g\"} %llu\n", hist_bounds_ms[b] / 1000.0,
+                         (unsigned long long)cum);
+      else
+        rc |= buf_printf(o, "\",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+    }
+    rc |= buf_printf(o, "llmesh_upstream_latency_seconds_sum{deployment=\"");
+    rc |= put_label(o, d->name);
+    rc |= buf_printf(o, "\"} %.6f\n", d->latency.sum_ms / 1000.0);
+    rc |= buf_printf(o, "llmesh_upstream_latency_seconds_count{deployment=\"");
+    rc |= put_label(o, d->name);
+    rc |= buf_printf(o, "\"} %llu\n", (unsigned long long)d->latency.total);
+  }
+
+  rc |= buf_printf(o, "# HELP llmesh_failovers_total Attempts that led to trying another deployment.\n"
+                      "# TYPE llmesh_failovers_total counter\n");
+  for (int i = 0; i < dep_n; i++) {
+    metrics_dep *d = dep_list[i];
+    for (int r = 0; r < d->nreasons; r++) {
+      rc |= buf_printf(o, "llmesh_failovers_total{deployment=\"");
+      rc |= put_label(o, d->name);
+      rc |= buf_printf(o, "\",reason=\"");
+      rc |= put_label(o, d->reasons[r].reason);
+      rc |= buf_printf(o, "\"} %llu\n", (unsigned long long)d->reasons[r].n);
+    }
+  }
+
+  rc |= buf_printf(o, "# HELP llmesh_tokens_total Tokens reported by upstream usage.\n"
+                      "# TYPE llmesh_tokens_total counter\n");
+  for (int i = 0; i < dep_n; i++) {
+    metrics_dep *d = dep_list[i];
+    rc |= buf_printf(o, "llmesh_tokens_total{deployment=\"");
+    rc |= put_label(o, d->name);
+    rc |= buf_printf(o, "\",type=\"prompt\"} %llu\n", (unsigned long long)d->prompt_tokens);
+    rc |= buf_printf(o, "llmesh_tokens_total{deployment=\"");
+    rc |= put_label(o, d->name);
+    rc |= buf_printf(o, "\",type=\"completion\"} %llu\n", (unsigned long long)d->completion_tokens);
+  }
+
+  rc |= buf_printf(o,
+      "# HELP llmesh_snapshot_version Version of the snapshot this worker runs.\n"
+      "# TYPE llmesh_snapshot_version gauge\nllmesh_snapshot_version %llu\n"
+      "# HELP llmesh_open_connections Open client connections.\n"
+      "# TYPE llmesh_open_connections gauge\nllmesh_open_connections %llu\n"
+      "# HELP llmesh_active_streams Streams being relayed.\n"
+      "# TYPE llmesh_active_streams gauge\nllmesh_active_streams %llu\n"
+      "# HELP llmesh_telemetry_dropped_total Telemetry messages that could not be sent.\n"
+      "# TYPE llmesh_telemetry_dropped_total counter\nllmesh_telemetry_dropped_total %llu\n",
+      (unsigned long long)g->snapshot_version, (unsigned long long)g->open_connections,
+      (unsigned long long)metrics_active_streams, (unsigned long long)metrics_telemetry_dropped);
+  return rc ? -ENOMEM : 0;
+}
+
+void metrics_free(void) {
+  for (int i = 0; i < dep_n; i++) free(dep_list[i]);
+  free(dep_list);
+  dep_list = NULL;
+  dep_n = dep_cap = 0;
+  memset(dep_table, 0, sizeof dep_table);
+  memset(http_codes, 0, sizeof http_codes);
+}

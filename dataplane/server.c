@@ -1,0 +1,216 @@
+/* server.c — the worker's HTTP surface: dispatch, request ids, OpenAI-shaped errors,
+ * the access log (see server.h). */
+#include "server.h"
+
+#include <http_parser.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "attempt.h"
+#include "auth.h"
+#include "log.h"
+#include "metrics.h"
+#include "request.h"
+#include "route.h"
+#include "snapshot.h"
+
+#define RID_MAX 64 /* longest client x-request-id we echo */
+
+/* ---- the one exit ------------------------------------------------------------------ */
+
+void server_access_log(const hs_request *req, const char *rid, int status, const char *dep,
+                       int attempts) {
+  if (!log_enabled(LOG_LEVEL_INFO)) return;
+  LOG_INFO(rid, "access", LF_S("method", req->method_str), LF_S("path", req->path),
+           LF_I("status", status), LF_I("duration_us", util_now_us() - req->start_us),
+           LF_S("deployment", dep), LF_I("attempts", attempts));
+}
+
+/* extra + x-request-id into out; returns the count. */
+static int with_rid(hs_header *out, const char *rid, const hs_header *extra, int nextra) {
+  int n = 0;
+  out[n++] = (hs_header){"x-request-id", rid};
+  for (int i = 0; i < nextra && n < SERVER_MAX_EXTRA + 1; i++) out[n++] = extra[i];
+  return n;
+}
+
+int server_respond(hs_request *req, const char *rid, int status, const char *ctype,
+                   const hs_header *extra, int nextra, const char *body, size_t len,
+                   const char *dep, int attempts) {
+  hs_header h[SERVER_MAX_EXTRA + 1];
+  int nh = with_rid(h, rid, extra, nextra);
+  metrics_http_response(status);
+  server_access_log(req, rid, status, dep, attempts);
+  return hs_respond(req, status, ctype, h, nh, body, len);
+}
+
+int server_stream_begin(hs_request *req, const char *rid, int status, const char *ctype,
+                        const hs_header *extra, int nextra) {
+  hs_header h[SERVER_MAX_EXTRA + 1];
+  int nh = with_rid(h, rid, extra, nextra);
+  metrics_http_response(status);
+  return hs_stream_begin(req, status, ctype, h, nh);
+}
+
+int server_error(hs_request *req, const char *rid, int status, const char *type,
+                 const char *code, const char *message, const hs_header *extra, int nextra,
+                 const char *dep, int attempts) {
+  char esc[2048], body[2400];
+  log_json_escape(esc, sizeof esc, message, strlen(message));
+  int n = snprintf(body, sizeof body,
+                   "{\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"param\":null,\"code\":\"%s\"}}",
+                   esc, type, code);
+  if (n < 0 || (size_t)n >= sizeof body) n = (int)strlen(body);
+  return server_respond(req, rid, status, "application/json", extra, nextra, body, (size_t)n,
+                        dep, attempts);
+}
+
+/* ---- request ids -------------------------------------------------------------------- */
+
+static void request_id(const hs_request *req, char *out, size_t cap) {
+  const char *v = hs_header_get(req, "x-request-id");
+  if (v) {
+    size_t n = strlen(v), ok = n > 0 && n <= RID_MAX;
+    for (size_t i = 0; ok && i < n; i++) {
+      char c = v[i];
+      ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '_' || c == '-';
+    }
+    if (ok) { snprintf(out, cap, "%s", v); return; }
+  }
+  const route_rng *r = route_rng_default();
+  snprintf(out, cap, "req-%016llx", (unsigned long long)r->next(r->ctx));
+}
+
+/* ---- handlers ----------------------------------------------------------------------- */
+
+static int check_auth(hs_request *req, const char *rid, const snapshot *s) {
+  if (auth_check(s->has_master_key ? s->master_key_sha256 : NULL,
+                 hs_header_get(req, "authorization")) == 0)
+    return 0;
+  static const char body[] = AUTH_ERROR_BODY;
+  hs_header h = {"www-authenticate", "Bearer"};
+  server_respond(req, rid, 401, "application/json", &h, 1, body, sizeof body - 1, NULL, 0);
+  return -1;
+}
+
+static const char *parse_error_code(int err) {
+  switch (err) {
+    case REQ_ENOMODEL: return "missing_model";
+    case REQ_EMODELTYPE: return "invalid_model";
+    case REQ_EDUPMODEL: return "duplicate_model";
+    case REQ_EDEPTH: return "nesting_too_deep";
+    case REQ_ESTREAM: return "invalid_stream";
+    case REQ_EOBJECT: return "invalid_body";
+    default: return "invalid_json";
+  }
+}
+
+static void handle_chat(hs_request *req, const char *rid) {
+  snapshot *s = snapshot_current();
+  req_info ri;
+  char msg[400];
+  if (!s) {
+    server_error(req, rid, 503, "server_error", "not_ready",
+                 "The gateway has no routing configuration yet; retry shortly.", NULL, 0, NULL, 0);
+    return;
+  }
+  if (check_auth(req, rid, s)) return;
+  int rc = req_parse(req->body, req->body_len, &ri);
+  if (rc) {
+    server_error(req, rid, 400, "invalid_request_error", parse_error_code(rc), req_strerror(rc),
+                 NULL, 0, NULL, 0);
+    return;
+  }
+  int g = snapshot_group_find(s, ri.model);
+  if (g < 0) {
+    snprintf(msg, sizeof msg, "The model '%.200s' does not exist or is not served by this gateway.",
+             ri.model);
+    server_error(req, rid, 404, "invalid_request_error", "model_not_found", msg, NULL, 0, NULL, 0);
+    return;
+  }
+  attempt_chat(req, s, &ri, rid, g);
+}
+
+static void handle_models(hs_request *req, const char *rid) {
+  snapshot *s = snapshot_current();
+  buf_t b = {0};
+  char esc[512];
+  if (!s) {
+    server_error(req, rid, 503, "server_error", "not_ready",
+                 "The gateway has no routing configuration yet; retry shortly.", NULL, 0, NULL, 0);
+    return;
+  }
+  if (check_auth(req, rid, s)) return;
+  int rc = buf_printf(&b, "{\"object\":\"list\",\"data\":[");
+  for (int i = 0; i < s->ngroups; i++) {
+    log_json_escape(esc, sizeof esc, s->groups[i].name, strlen(s->groups[i].name));
+    rc |= buf_printf(&b, "%s{\"id\":\"%s\",\"object\":\"model\",\"created\":%llu,\"owned_by\":\"llmesh\"}",
+                     i ? "," : "", esc, (unsigned long long)(s->epoch / 1000));
+  }
+  rc |= buf_printf(&b, "]}");
+  if (rc) server_error(req, rid, 503, "server_error", "server_busy", "Out of memory.", NULL, 0, NULL, 0);
+  else server_respond(req, rid, 200, "application/json", NULL, 0, b.data, b.len, NULL, 0);
+  buf_free(&b);
+}
+
+static void handle_metrics(hs_request *req, const char *rid, server_ctx *ctx) {
+  buf_t b = {0};
+  snapshot *s = snapshot_current();
+  metrics_gauges g = {.snapshot_version = s ? s->version : 0,
+                      .open_connections = ctx->hs ? hs_server_open_connections(ctx->hs) : 0};
+  if (metrics_render(&b, &g))
+    server_error(req, rid, 503, "server_error", "server_busy", "Out of memory.", NULL, 0, NULL, 0);
+  else
+    server_respond(req, rid, 200, "text/plain; version=0.0.4", NULL, 0, b.data, b.len, NULL, 0);
+  buf_free(&b);
+}
+
+static void plain(hs_request *req, const char *rid, int status, const char *body) {
+  server_respond(req, rid, status, "application/json", NULL, 0, body, strlen(body), NULL, 0);
+}
+
+void server_on_request(hs_request *req, void *ud) {
+  server_ctx *ctx = ud;
+  char rid[RID_MAX + 8];
+  const char *p = req->path;
+  int get = req->method == HTTP_GET || req->method == HTTP_HEAD;
+  request_id(req, rid, sizeof rid);
+  req->user = NULL;
+  if (strcmp(p, "/v1/chat/completions") == 0 || strcmp(p, "/chat/completions") == 0) {
+    if (req->method == HTTP_POST) handle_chat(req, rid);
+    else server_error(req, rid, 405, "invalid_request_error", "method_not_allowed",
+                      "Use POST for /v1/chat/completions.", NULL, 0, NULL, 0);
+    return;
+  }
+  int known = strcmp(p, "/v1/models") == 0 || strcmp(p, "/healthz") == 0 ||
+              strcmp(p, "/readyz") == 0 || strcmp(p, "/metrics") == 0;
+  if (known && !get) {
+    server_error(req, rid, 405, "invalid_request_error", "method_not_allowed",
+                 "Method not allowed on this path.", NULL, 0, NULL, 0);
+  } else if (strcmp(p, "/v1/models") == 0) {
+    handle_models(req, rid);
+  } else if (strcmp(p, "/healthz") == 0) {
+    plain(req, rid, 200, "{\"status\":\"ok\"}");
+  } else if (strcmp(p, "/readyz") == 0) {
+    if (snapshot_current()) plain(req, rid, 200, "{\"status\":\"ready\"}");
+    else server_error(req, rid, 503, "server_error", "not_ready", "No snapshot applied yet.",
+                      NULL, 0, NULL, 0);
+  } else if (strcmp(p, "/metrics") == 0) {
+    handle_metrics(req, rid, ctx);
+  } else {
+    char msg[300];
+    snprintf(msg, sizeof msg, "Unknown path '%.150s'.", p);
+    server_error(req, rid, 404, "invalid_request_error", "not_found", msg, NULL, 0, NULL, 0);
+  }
+}
+
+void server_on_abort(hs_request *req, void *ud) {
+  (void)ud;
+  if (req->user) attempt_on_abort(req);
+}
+
+void server_on_drain(hs_request *req, void *ud) {
+  (void)ud;
+  if (req->user) attempt_on_drain(req);
+}

@@ -1,0 +1,32 @@
+/* stream.h — the SSE relay: upstream bytes go to the client as they arrive.
+ *
+ * Before commit, bytes are held until the first complete event proves the stream is
+ * SSE with JSON data (else: garbage, fail over; the client has seen nothing). From
+ * commit on, each upstream chunk is written with hs_stream_write as is; the decoder
+ * only watches for [DONE] and usage. When the client's queue is above its high-water
+ * mark the transfer is paused (CURL_WRITEFUNC_PAUSE, chunk not consumed) until
+ * on_drain. A stream that ends without [DONE] gets an in-band error event. */
+#ifndef LLMESH_STREAM_H
+#define LLMESH_STREAM_H
+
+#include <stddef.h>
+
+#include "attempt.h"
+
+#define STREAM_CUT_EVENT                                                                       \
+  "data: {\"error\":{\"message\":\"upstream stream ended before completion\",\"type\":\"server_error\"," \
+  "\"code\":\"upstream_stream_cut\"}}\n\n"
+
+/* Write callback body for a 2xx stream. Returns n, CURL_WRITEFUNC_PAUSE, or
+ * CURL_WRITEFUNC_ERROR (with c->fail_reason set for a failover, or the client gone). */
+size_t stream_on_data(chat *c, const char *p, size_t n);
+/* The upstream transfer of a committed stream ended (ok = it ended cleanly). Ends the
+ * client response: normally after [DONE], with the cut event otherwise. Returns 1 when
+ * the stream completed with [DONE]. */
+int stream_finish(chat *c);
+/* The client's write queue drained: resume a paused transfer (from the loop). */
+void stream_drain(chat *c);
+/* Resets the relay state for a new attempt. */
+void stream_reset(chat *c);
+
+#endif

@@ -1,0 +1,160 @@
+// failover.test.mjs — the worker fails over before the client notices: 5xx, 429, refused
+// connection, timeout, fallback groups, and an honest, leak-free error when all fail.
+import assert from 'node:assert/strict';
+import OpenAI from 'openai';
+import {
+  itest, deployment, assertOpenAIError, assertNoLeak, hello, metricSum, freePort, SLOW,
+  MASTER_KEY, PROVIDER_KEY, LITERAL_KEY,
+} from './lib/harness.mjs';
+
+const messages = [{ role: 'user', content: 'Say hello.' }];
+
+// gpt-4 → gpt-4-1 (weight 100, 1 s timeout: chosen first almost always) and gpt-4-2
+// (weight 1); fallback gpt-4 → claude (claude-1). `first` overrides gpt-4-1's api_base
+// (e.g. a closed port).
+async function setup(env, { first, routerTimeout = 5 } = {}) {
+  const a = first ? null : await env.startMock('gpt-4-1');
+  const b = await env.startMock('gpt-4-2');
+  const c = await env.startMock('claude-1');
+  const cluster = await env.startCluster({
+    model_list: [
+      deployment('gpt-4', { model: 'openai/gpt-4o', api_base: first ?? a.apiBase, api_key: 'os.environ/MOCK_KEY', weight: 100, timeout: 1 }),
+      deployment('gpt-4', { model: 'openai/gpt-4o-mini', api_base: b.apiBase, api_key: LITERAL_KEY, weight: 1 }),
+      deployment('claude', { model: 'openai/claude-mock', api_base: c.apiBase, api_key: 'x' }),
+    ],
+    router_settings: { num_retries: 2, timeout: routerTimeout, fallbacks: [{ 'gpt-4': ['claude'] }] },
+  });
+  const w = cluster.worker;
+  const client = new OpenAI({ baseURL: `${w.base}/v1`, apiKey: MASTER_KEY, maxRetries: 0, timeout: 20000 });
+  return { a, b, c, cluster, w, client };
+}
+
+async function chat(client, model = 'gpt-4', extra = {}) {
+  const { data, response } = await client.chat.completions.create({ model, messages, ...extra }).withResponse();
+  return { data, response, dep: response.headers.get('x-llmesh-deployment'), attempts: Number(response.headers.get('x-llmesh-attempts')) };
+}
+
+// gpt-4-1 is broken as scripted; gpt-4-2 is healthy. Every request must succeed from
+// gpt-4-2, and whenever gpt-4-1 was tried first (weight 100:1, so nearly always) the
+// answer says attempts = 2. Deterministic: each request is checked against the mocks'
+// counters, and we stop at the first failover seen (at most 8 tries).
+async function expectFailover(env, { a, b, client, failingRequests }) {
+  let seen = 0;
+  for (let i = 0; i < 8 && seen === 0; i++) {
+    const before = failingRequests ? await failingRequests() : (await a.stats()).requests;
+    const bBefore = (await b.stats()).requests;
+    const r = await chat(client);
+    const after = failingRequests ? await failingRequests() : (await a.stats()).requests;
+    assert.equal(r.dep, 'gpt-4-2', 'answered by the healthy deployment');
+    assert.equal(r.data.choices[0].message.content, hello('gpt-4-2'));
+    assert.equal((await b.stats()).requests - bBefore, 1, 'healthy deployment called once');
+    if (after - before >= 1) {
+      assert.equal(r.attempts, 2, 'x-llmesh-attempts = 2 after one failed attempt');
+      seen++;
+    } else {
+      assert.equal(r.attempts, 1);
+    }
+  }
+  assert.ok(seen > 0, 'the failing deployment was tried first at least once in 8 requests (weight 100:1)');
+}
+
+itest('500 on the first deployment → success from the other, counted in /metrics', async (env) => {
+  const s = await setup(env);
+  await s.a.setDefault({ status: 500, body: { error: { message: 'boom', type: 'server_error' } } });
+  const t0 = Date.now();
+  await expectFailover(env, s);
+  assert.ok(Date.now() - t0 < 10000 * SLOW, 'fast failover');
+  const m = await s.w.metrics();
+  assert.ok(metricSum(m, 'llmesh_failovers_total') > 0, `llmesh_failovers_total > 0 in:\n${m}`);
+});
+
+itest('429 with retry-after → failover', async (env) => {
+  const s = await setup(env);
+  await s.a.setDefault({
+    status: 429, headers: { 'retry-after': '1' },
+    body: { error: { message: 'Rate limit reached', type: 'requests', code: 'rate_limit_exceeded' } },
+  });
+  await expectFailover(env, s);
+});
+
+itest('refused connection → failover', async (env) => {
+  const closed = await freePort(); // nothing listens there
+  const s = await setup(env, { first: `http://127.0.0.1:${closed}/v1` });
+  // A closed port leaves no trace in a mock: attempts = 2 is the proof it was tried.
+  let tried = 0;
+  for (let i = 0; i < 8 && tried === 0; i++) {
+    const r = await chat(s.client);
+    assert.equal(r.dep, 'gpt-4-2');
+    assert.equal(r.data.choices[0].message.content, hello('gpt-4-2'));
+    assert.ok(r.attempts === 1 || r.attempts === 2, `attempts ${r.attempts}`);
+    if (r.attempts === 2) tried++;
+  }
+  assert.ok(tried > 0, 'the refused deployment was tried and failed over at least once');
+  const m = await s.w.metrics();
+  assert.ok(metricSum(m, 'llmesh_failovers_total') > 0, 'failover counted');
+});
+
+itest('timeout (delay beyond the deployment timeout) → failover', async (env) => {
+  const s = await setup(env);
+  await s.a.setDefault({ delay_ms: 4000 }); // gpt-4-1 has timeout: 1 (s)
+  const t0 = Date.now();
+  await expectFailover(env, s);
+  const took = Date.now() - t0;
+  // One timed-out attempt costs ~1 s; waiting for the mock's 4 s would mean no deadline.
+  assert.ok(took < 3800 * SLOW, `deployment timeout honoured (took ${took} ms)`);
+});
+
+itest('all deployments of gpt-4 fail → fallback group claude answers', async (env) => {
+  const s = await setup(env);
+  await s.a.setDefault({ status: 500 });
+  await s.b.setDefault({ status: 503 });
+  const r = await chat(s.client);
+  assert.equal(r.dep, 'claude-1');
+  assert.equal(r.data.choices[0].message.content, hello('claude-1'));
+  const [sa, sb, sc] = [await s.a.stats(), await s.b.stats(), await s.c.stats()];
+  assert.ok(sa.requests >= 1 && sb.requests >= 1, `both gpt-4 deployments tried first: ${sa.requests}, ${sb.requests}`);
+  assert.equal(sc.requests, 1);
+  assert.equal(r.attempts, sa.requests + sb.requests + sc.requests, 'x-llmesh-attempts counts every attempt');
+
+  // Streams fall back too (failure before the first byte is invisible to the client).
+  const { data: stream, response } = await s.client.chat.completions
+    .create({ model: 'gpt-4', messages, stream: true }).withResponse();
+  assert.equal(response.headers.get('x-llmesh-deployment'), 'claude-1');
+  let content = '';
+  for await (const ch of stream) content += ch.choices[0]?.delta?.content ?? '';
+  assert.equal(content, hello('claude-1'));
+});
+
+itest('everything fails → 5xx OpenAI-shaped error that leaks nothing', async (env) => {
+  const s = await setup(env, { routerTimeout: 2 });
+  for (const m of [s.a, s.b, s.c]) await m.setDefault({ status: 500 });
+  const ports = [s.a.port, s.b.port, s.c.port];
+
+  const r = await s.w.chat({ model: 'gpt-4', messages });
+  assertOpenAIError(r, [502, 504]);
+  assertNoLeak(r.text + JSON.stringify([...r.headers.entries()]), { ports, keys: [PROVIDER_KEY, LITERAL_KEY, 'Bearer x'] });
+  const total = (await s.a.stats()).requests + (await s.b.stats()).requests + (await s.c.stats()).requests;
+  assert.ok(total >= 3, `every deployment tried (${total} attempts)`);
+
+  // The SDK surfaces it as an APIError with the status.
+  await assert.rejects(s.client.chat.completions.create({ model: 'gpt-4', messages }), (e) => {
+    assert.ok(e instanceof OpenAI.APIError, `APIError: ${e}`);
+    assert.ok(e.status === 502 || e.status === 504, `status ${e.status}`);
+    assertNoLeak(e.message, { ports });
+    return true;
+  });
+
+  // Same for a stream that never got a first byte.
+  const rs = await s.w.chat({ model: 'gpt-4', messages, stream: true });
+  assertOpenAIError(rs, [502, 504]);
+  assertNoLeak(rs.text, { ports });
+
+  // Upstream timeouts everywhere (router timeout 2 s) → 504 (or 502), still no leak.
+  for (const m of [s.a, s.b, s.c]) await m.setDefault({ hang: true });
+  const rt = await s.w.chat({ model: 'claude', messages }, { timeoutMs: 30000 });
+  assertOpenAIError(rt, [502, 504]);
+  assertNoLeak(rt.text, { ports });
+
+  const m = await s.w.metrics();
+  assert.ok(metricSum(m, 'llmesh_failovers_total') > 0, 'failovers counted');
+});
