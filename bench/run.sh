@@ -70,10 +70,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  python3 - <<'EOF' 2>/dev/null || shuf -i 20000-60000 -n 1
-import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()
-EOF
+taken_ports=" "
+free_port() { # a loopback port nothing answers on, not handed out before in this run
+  local p
+  for _ in $(seq 100); do
+    p=$(shuf -i 20000-32000 -n 1)   # below the ephemeral range (32768+) used by clients
+    [[ $taken_ports == *" $p "* ]] && continue
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
+    taken_ports+="$p "; echo "$p"; return 0
+  done
+  echo "bench: no free port" >&2; return 1
 }
 wait_http() { # url, seconds, [expected code]
   local url=$1 secs=$2 want=${3:-200}

@@ -263,6 +263,8 @@ static void on_telemetry(nng_msg *msg, void *arg) { /* loop thread */
   size_t before = ctl->telemetry.nworkers;
   int rv = telemetry_ingest(&ctl->telemetry, nng_msg_body(msg), nng_msg_len(msg), now, &reason);
   nng_msg_free(msg);
+  LOG_DEBUG(NULL, "telemetry_received", LF_I("rv", rv), LF_S("reason", reason),
+            LF_I("workers", ctl->telemetry.nworkers));
   if (rv == -EINVAL && now - ctl->last_reject_log_ms >= 1000) {
     ctl->last_reject_log_ms = now;
     LOG_WARN(NULL, "telemetry_rejected", LF_S("reason", reason), LF_I("rejected_total", ctl->telemetry.rejected));

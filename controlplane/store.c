@@ -133,6 +133,7 @@ static int store_migrate(store_t *s, char *err, size_t errlen) {
 }
 
 int store_open(store_t **out, const char *path, char *err, size_t errlen) {
+  err[0] = '\0';
   /* Pre-create 0600: -wal and -shm copy the database file's mode. */
   int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
@@ -209,8 +210,9 @@ static int store_content_hmac(const keys_t *k, const cfg_config *c, uint8_t out[
 
 /* ------------------------------------------------------------------ import */
 
-/* Returns 1 and the stored version when the stored hmac equals hmac, 0 otherwise. */
-static int store_same_content(store_t *s, const uint8_t hmac[32], uint64_t *version) {
+/* Reads the state row: *version (0 when no config was ever imported). Returns 1 when
+ * the stored content hmac equals hmac, 0 when not (or no row), -1 on error. */
+static int store_read_state(store_t *s, const uint8_t hmac[32], uint64_t *version) {
   sqlite3_stmt *st;
   int same = 0;
   *version = 0;
@@ -341,7 +343,7 @@ int store_import(store_t *s, const keys_t *k, const cfg_config *c, uint64_t *ver
     return -1;
   }
   if (store_exec(s, "BEGIN IMMEDIATE", err, errlen) < 0) return -1;
-  int same = store_same_content(s, hmac, version);
+  int same = store_read_state(s, hmac, version);
   if (same < 0) {
     store_rollback(s);
     return store_fail(s, err, errlen, "read state");
@@ -449,10 +451,10 @@ static int store_get_deployments(store_t *s, const keys_t *k, cfg_config *c, cha
 
 int store_load(store_t *s, const keys_t *k, cfg_config *out, uint64_t *version, char *err,
                size_t errlen) {
-  uint8_t none[32] = {0};
+  uint8_t unused[32] = {0};
   cfg_init(out);
   if (store_exec(s, "BEGIN", err, errlen) < 0) return -1;
-  if (store_same_content(s, none, version) < 0) {
+  if (store_read_state(s, unused, version) < 0) {
     store_rollback(s);
     return store_fail(s, err, errlen, "read state");
   }

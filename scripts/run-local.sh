@@ -39,7 +39,7 @@ for b in "$bin_control" "$bin_ctl" "$bin_worker" "$bin_mock"; do
   [[ -x $b ]] || { say "missing $b after the build"; exit 1; }
 done
 
-port_busy() { ss -Htln "sport = :$1" 2>/dev/null | grep -q .; }
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 ports=("$port" "$cp_port" "$tp_port"); [[ ${NO_MOCK:-0} == 1 ]] || ports+=("$mock_port")
 for p in "${ports[@]}"; do
   if port_busy "$p"; then say "port $p is already in use (another llmesh? see LLMESH_PORT/MOCK_PORT/CONTROL_PORT)"; exit 1; fi
@@ -53,7 +53,7 @@ stopping=0
 
 stop_all() {
   ((stopping)) && return; stopping=1
-  trap '' INT TERM
+  trap '' INT TERM HUP
   say "stopping..."
   # Reverse start order: worker, control, mock. SIGTERM, then SIGKILL after 5 s.
   local i
@@ -68,12 +68,14 @@ stop_all() {
   done
   [[ -n $tail_pid ]] && kill "$tail_pid" 2>/dev/null || true
 }
-trap 'stop_all; exit 0' INT TERM
+trap 'stop_all; exit 0' INT TERM HUP
 trap 'stop_all' EXIT
 
 start() { # name, command...
   local name=$1; shift
-  "$@" >>"$data/$name.log" 2>&1 &
+  # Own session: Ctrl-C reaches only this script, which stops the three in order
+  # (worker drains first, then control, then the mock it may still be talking to).
+  setsid "$@" >>"$data/$name.log" 2>&1 &
   pids+=($!); names+=("$name")
   say "started $name (pid $!): $*"
 }

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import {
-  itest, deployment, assertOpenAIError, assertNoLeak, hello, metricSum, freePort, SLOW,
+  itest, deployment, assertOpenAIError, assertNoLeak, hello, metricSum, freePort, waitFor, SLOW,
   MASTER_KEY, PROVIDER_KEY, LITERAL_KEY,
 } from './lib/harness.mjs';
 
@@ -40,6 +40,7 @@ async function chat(client, model = 'gpt-4', extra = {}) {
 // counters, and we stop at the first failover seen (at most 8 tries).
 async function expectFailover(env, { a, b, client, failingRequests }) {
   let seen = 0;
+  let failedOver = null;
   for (let i = 0; i < 8 && seen === 0; i++) {
     const before = failingRequests ? await failingRequests() : (await a.stats()).requests;
     const bBefore = (await b.stats()).requests;
@@ -51,19 +52,35 @@ async function expectFailover(env, { a, b, client, failingRequests }) {
     if (after - before >= 1) {
       assert.equal(r.attempts, 2, 'x-llmesh-attempts = 2 after one failed attempt');
       seen++;
+      failedOver = r;
     } else {
       assert.equal(r.attempts, 1);
     }
   }
   assert.ok(seen > 0, 'the failing deployment was tried first at least once in 8 requests (weight 100:1)');
+  return failedOver;
+}
+
+// Every failover decision is logged with its reason (DEVELOPERS.md, common/log.h), under
+// the request id the client saw; and every log line is one JSON object.
+async function expectFailoverLogged(w, r, from = 'gpt-4-1') {
+  const rid = r.response.headers.get('x-request-id');
+  assert.ok(rid, 'x-request-id');
+  const line = await waitFor(() => w.proc.jsonLog().find((l) => l.event === 'failover' && l.request_id === rid),
+    { timeoutMs: 2000, what: `a "failover" log line for ${rid}` });
+  assert.equal(line.from, from, `failover log names the deployment: ${JSON.stringify(line)}`);
+  assert.ok(typeof line.reason === 'string' && line.reason.length > 0, `failover log has a reason: ${JSON.stringify(line)}`);
+  assertNoLeak(JSON.stringify(line), { keys: [PROVIDER_KEY, LITERAL_KEY] });
+  return line;
 }
 
 itest('500 on the first deployment → success from the other, counted in /metrics', async (env) => {
   const s = await setup(env);
   await s.a.setDefault({ status: 500, body: { error: { message: 'boom', type: 'server_error' } } });
   const t0 = Date.now();
-  await expectFailover(env, s);
+  const r = await expectFailover(env, s);
   assert.ok(Date.now() - t0 < 10000 * SLOW, 'fast failover');
+  await expectFailoverLogged(s.w, r);
   const m = await s.w.metrics();
   assert.ok(metricSum(m, 'llmesh_failovers_total') > 0, `llmesh_failovers_total > 0 in:\n${m}`);
 });
@@ -74,7 +91,7 @@ itest('429 with retry-after → failover', async (env) => {
     status: 429, headers: { 'retry-after': '1' },
     body: { error: { message: 'Rate limit reached', type: 'requests', code: 'rate_limit_exceeded' } },
   });
-  await expectFailover(env, s);
+  await expectFailoverLogged(s.w, await expectFailover(env, s));
 });
 
 itest('refused connection → failover', async (env) => {
@@ -87,7 +104,7 @@ itest('refused connection → failover', async (env) => {
     assert.equal(r.dep, 'gpt-4-2');
     assert.equal(r.data.choices[0].message.content, hello('gpt-4-2'));
     assert.ok(r.attempts === 1 || r.attempts === 2, `attempts ${r.attempts}`);
-    if (r.attempts === 2) tried++;
+    if (r.attempts === 2) { tried++; await expectFailoverLogged(s.w, r); }
   }
   assert.ok(tried > 0, 'the refused deployment was tried and failed over at least once');
   const m = await s.w.metrics();
@@ -98,8 +115,9 @@ itest('timeout (delay beyond the deployment timeout) → failover', async (env) 
   const s = await setup(env);
   await s.a.setDefault({ delay_ms: 4000 }); // gpt-4-1 has timeout: 1 (s)
   const t0 = Date.now();
-  await expectFailover(env, s);
+  const r = await expectFailover(env, s);
   const took = Date.now() - t0;
+  await expectFailoverLogged(s.w, r);
   // One timed-out attempt costs ~1 s; waiting for the mock's 4 s would mean no deadline.
   assert.ok(took < 3800 * SLOW, `deployment timeout honoured (took ${took} ms)`);
 });
@@ -157,4 +175,56 @@ itest('everything fails → 5xx OpenAI-shaped error that leaks nothing', async (
 
   const m = await s.w.metrics();
   assert.ok(metricSum(m, 'llmesh_failovers_total') > 0, 'failovers counted');
+});
+
+itest('stream whose first event is late → failover before the client sees a byte', async (env) => {
+  const s = await setup(env);
+  // Headers at once, first chunk after 4 s; gpt-4-1's stream deadline is its timeout (1 s).
+  await s.a.setDefault({ ttft_ms: 4000 });
+  const t0 = Date.now();
+  let seen = 0;
+  for (let i = 0; i < 8 && seen === 0; i++) {
+    const before = (await s.a.stats()).requests;
+    const { data: stream, response } = await s.client.chat.completions
+      .create({ model: 'gpt-4', messages, stream: true }).withResponse();
+    let content = '';
+    for await (const ch of stream) content += ch.choices[0]?.delta?.content ?? '';
+    assert.equal(response.headers.get('x-llmesh-deployment'), 'gpt-4-2');
+    assert.equal(content, hello('gpt-4-2'), 'the client sees only the healthy stream');
+    if ((await s.a.stats()).requests > before) {
+      assert.equal(response.headers.get('x-llmesh-attempts'), '2');
+      seen++;
+    }
+  }
+  assert.ok(seen > 0, 'the slow deployment was tried first at least once');
+  assert.ok(Date.now() - t0 < 3800 * SLOW, 'failed over on the deadline, not after the late chunk');
+});
+
+itest('stream cut after the first bytes → the client is told, never a clean end', async (env) => {
+  const s = await setup(env);
+  await s.c.setDefault({ cut_after: 2 }); // claude-1: close after two content chunks
+  const { data: stream, response } = await s.client.chat.completions
+    .create({ model: 'claude', messages, stream: true }).withResponse();
+  assert.equal(response.status, 200);
+  let content = '';
+  let finish = null;
+  await assert.rejects((async () => {
+    for await (const ch of stream) {
+      content += ch.choices[0]?.delta?.content ?? '';
+      finish = ch.choices[0]?.finish_reason ?? finish;
+    }
+  })(), 'iterating a cut stream fails (error event or broken connection)');
+  assert.notEqual(finish, 'stop', 'no fake finish_reason');
+  assert.ok(content.length < hello('claude-1').length, `partial content only: ${content}`);
+
+  // Non-stream: a cut before the answer completes is a failed attempt → failover.
+  await s.a.setDefault({ cut_after: 1 });
+  let failedOver = 0;
+  for (let i = 0; i < 8 && failedOver === 0; i++) {
+    const r = await chat(s.client);
+    assert.equal(r.dep, 'gpt-4-2');
+    assert.equal(r.data.choices[0].message.content, hello('gpt-4-2'));
+    if (r.attempts === 2) failedOver++;
+  }
+  assert.ok(failedOver > 0, 'a cut non-stream answer fails over');
 });

@@ -24,6 +24,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/pipeline0/push.h>
 #include <nng/protocol/pubsub0/sub.h>
+#include <nng/protocol/reqrep0/req.h>
 #include <openssl/sha.h>
 
 #include "histogram.h"
@@ -234,8 +235,11 @@ static int check_status(int port) {
   CHECK(json_integer_value(json_object_get(snap, "epoch")) > 0, "epoch");
   CHECK(json_is_integer(json_object_get(j, "uptime_ms")), "uptime_ms");
   CHECK(json_array_size(workers) == 2, "workers %zu", json_array_size(workers));
+  /* Arrival order between messages is not a contract (workers are separate sockets):
+   * find w1 by id. */
   json_t *w = json_array_get(workers, 0);
-  CHECK(!strcmp(json_string_value(json_object_get(w, "worker_id")), "w1"), "worker order");
+  if (strcmp(json_string_value(json_object_get(w, "worker_id")), "w1") != 0) w = json_array_get(workers, 1);
+  CHECK(!strcmp(json_string_value(json_object_get(w, "worker_id")), "w1"), "w1 listed");
   CHECK(json_integer_value(json_object_get(w, "client_requests")) == 3, "w1 client_requests");
   CHECK(json_integer_value(json_object_get(w, "pid")) == 42, "pid");
   CHECK(json_is_integer(json_object_get(w, "last_heard_ms_ago")), "last_heard_ms_ago");
@@ -261,6 +265,51 @@ static int check_status(int port) {
   static char out[65536];
   CHECK(run_ctl(out, sizeof out, "status") == 0, "text status: %s", out);
   CHECK(strstr(out, "gpt-4-1") && strstr(out, "WORKERS (2)") && strstr(out, "claude-main"), "text: %s", out);
+  return 0;
+}
+
+/* ------------------------------------------------------------------ admin errors */
+
+/* Sends body as an admin request; returns the unpacked response or NULL. */
+static Llmesh__AdminResponse *admin_call(const void *body, size_t len) {
+  nng_socket s;
+  nng_msg *m;
+  char url[128];
+  Llmesh__AdminResponse *resp = NULL;
+  snprintf(url, sizeof url, "ipc://%s/admin.sock", data_dir);
+  nng_req0_open(&s);
+  nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 3000);
+  if (nng_dial(s, url, NULL, 0) == 0 && nng_msg_alloc(&m, 0) == 0) {
+    nng_msg_append(m, body, len);
+    if (nng_sendmsg(s, m, 0) != 0) nng_msg_free(m);
+    else if (nng_recvmsg(s, &m, 0) == 0) {
+      resp = llmesh__admin_response__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
+      nng_msg_free(m);
+    }
+  }
+  nng_close(s);
+  return resp;
+}
+
+static int check_admin_errors(void) {
+  Llmesh__AdminRequest req = LLMESH__ADMIN_REQUEST__INIT;
+  uint8_t buf[64];
+  req.command = "bogus";
+  size_t n = llmesh__admin_request__pack(&req, buf);
+  Llmesh__AdminResponse *r = admin_call(buf, n);
+  REQUIRE(r != NULL, "no answer to an unknown command");
+  CHECK(r->code != 0 && strstr(r->error, "unknown command") && !r->status, "code %d error '%s'", r->code, r->error);
+  llmesh__admin_response__free_unpacked(r, NULL);
+  r = admin_call("\xff\xff\xff", 3);
+  REQUIRE(r != NULL, "no answer to a malformed request");
+  CHECK(r->code != 0 && strstr(r->error, "malformed"), "code %d error '%s'", r->code, r->error);
+  llmesh__admin_response__free_unpacked(r, NULL);
+  req.command = "status";
+  n = llmesh__admin_request__pack(&req, buf);
+  r = admin_call(buf, n);
+  REQUIRE(r != NULL, "no answer to status");
+  CHECK(r->code == 0 && r->status && r->status->n_deployments == 3, "status over raw REQ");
+  llmesh__admin_response__free_unpacked(r, NULL);
   return 0;
 }
 
@@ -305,6 +354,7 @@ static int scenario(void) {
   if (snap) llmesh__snapshot__free_unpacked(snap, NULL);
   send_telemetry(port);
   check_status(port);
+  check_admin_errors();
 
   struct stat st;
   CHECK(stat(data_dir, &st) == 0 && (st.st_mode & 0777) == 0700, "data dir mode %o", st.st_mode & 0777);

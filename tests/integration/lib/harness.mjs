@@ -197,6 +197,15 @@ export function deployment(modelName, params, info) {
 
 // ------------------------------------------------------------------ processes
 
+// Every live child, so they die with us even when a test run is interrupted (meson's
+// timeout sends SIGTERM; a closed pipe or an uncaught error ends node).
+const live = new Set();
+function killAll() { for (const c of live) { try { c.kill('SIGKILL'); } catch { /* gone */ } } }
+process.on('exit', killAll);
+for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP']) {
+  process.on(sig, () => { killAll(); process.exit(128 + (sig === 'SIGINT' ? 2 : sig === 'SIGHUP' ? 1 : 15)); });
+}
+
 class Proc {
   constructor(env, name, bin, args, extraEnv) {
     this.name = name;
@@ -213,8 +222,13 @@ class Proc {
     fs.closeSync(fd);
     this.pid = this.child.pid;
     this.exit = null; // {code, signal} once exited
+    live.add(this.child);
     this.exited = new Promise((resolve) => {
-      this.child.once('exit', (code, signal) => { this.exit = { code, signal }; resolve(this.exit); });
+      this.child.once('exit', (code, signal) => {
+        live.delete(this.child);
+        this.exit = { code, signal };
+        resolve(this.exit);
+      });
       this.child.once('error', (e) => {
         this.exit = { code: null, signal: null, error: e.message };
         resolve(this.exit);
@@ -245,6 +259,16 @@ class Proc {
   }
 
   log() { try { return fs.readFileSync(this.logPath, 'utf8'); } catch { return ''; } }
+
+  /** The log as JSON objects (common/log.h: one per line); throws on a line that is not. */
+  jsonLog() {
+    const out = [];
+    for (const line of this.log().split('\n')) {
+      if (!line || line.startsWith('# ')) continue; // our own command-line header
+      try { out.push(JSON.parse(line)); } catch { throw new Error(`${this.name}: log line is not JSON: ${line}`); }
+    }
+    return out;
+  }
 
   tail(n = 40) {
     const lines = this.log().split('\n');
@@ -466,6 +490,10 @@ export class Env {
         problems.push(`${p.name} (pid ${p.pid}) exited code=${e.code} signal=${e.signal} after SIGTERM (contract: 0)`);
       }
     }
+    // Logs are one JSON object per line (DEVELOPERS.md); sanitizer reports fail this too.
+    for (const p of order) {
+      try { p.jsonLog(); } catch (err) { problems.push(err.message.slice(0, 500)); }
+    }
     return problems;
   }
 
@@ -501,6 +529,6 @@ export function itest(name, opts, fn) {
       fs.rmSync(env.dir, { recursive: true, force: true });
     }
     if (failure) throw failure;
-    assert.deepEqual(problems, [], 'every process exits 0 on SIGTERM');
+    assert.deepEqual(problems, [], 'every process exits 0 on SIGTERM and logs JSON lines');
   });
 }
