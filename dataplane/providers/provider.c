@@ -1,0 +1,49 @@
+/* provider.c — adapter registry and helpers shared by every adapter. */
+#include "provider.h"
+
+#include <errno.h>
+#include <string.h>
+#include <strings.h>
+
+static const char *const error_names[PE__COUNT] = {
+    [PE_NONE] = "none",
+    [PE_RATE_LIMITED] = "rate_limited",
+    [PE_OVERLOADED] = "overloaded",
+    [PE_AUTH] = "auth",
+    [PE_BAD_REQUEST] = "bad_request",
+    [PE_CONTEXT_LENGTH] = "context_length_exceeded",
+    [PE_CONTENT_POLICY] = "content_policy",
+    [PE_NOT_FOUND] = "not_found",
+    [PE_SERVER] = "server",
+    [PE_TIMEOUT] = "timeout",
+    [PE_GARBAGE] = "garbage",
+};
+
+const char *prov_error_name(prov_error e) {
+  return (unsigned)e < PE__COUNT ? error_names[e] : "unknown";
+}
+
+void prov_request_free(prov_request *r) {
+  buf_free(&r->url);
+  buf_free(&r->headers);
+  buf_free(&r->body);
+  r->nheaders = 0;
+}
+
+int prov_request_header(prov_request *r, const char *name, const char *value) {
+  if (buf_printf(&r->headers, "%s: %s", name, value) || buf_append(&r->headers, "", 1))
+    return -ENOMEM;
+  r->nheaders++;
+  return 0;
+}
+
+/* Adapters register here, one line each, as they land. */
+static const provider_ops *const registry[] = {
+    NULL,
+};
+
+const provider_ops *provider_find(const char *name) {
+  for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++)
+    if (registry[i] && strcasecmp(registry[i]->name, name) == 0) return registry[i];
+  return NULL;
+}
