@@ -39,6 +39,8 @@ int prov_request_header(prov_request *r, const char *name, const char *value) {
 
 /* Adapters register here, one line each, as they land. */
 static const provider_ops *const registry[] = {
+    &prov_anthropic,
+    &prov_gemini,
     NULL,
 };
 
