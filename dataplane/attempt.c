@@ -43,7 +43,7 @@ static void release_easy(chat *c) {
   if (!c->easy) return;
   if (c->in_multi) cu_cancel(&multi, c->easy);
   c->in_multi = 0;
-  cu_easy_put(&multi, c->easy);
+  cu_easy_put(&multi, c->easy, c->ri.stream);
   c->easy = NULL;
   c->paused = 0;
 }
@@ -168,7 +168,7 @@ static int attempt_start(chat *c, int dep) {
   buf_reset(&c->resp);
   stream_reset(c);
 
-  CURL *e = cu_easy_get(&multi);
+  CURL *e = cu_easy_get(&multi, c->ri.stream);
   if (!e) return -1;
   curl_easy_setopt(e, CURLOPT_URL, d->url);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->ri.stream ? d->hdrs_stream : d->hdrs_json);
@@ -182,7 +182,7 @@ static int attempt_start(chat *c, int dep) {
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)d->connect_timeout_ms);
   c->attempt_start_us = util_now_us();
   if (cu_start(&multi, e)) {
-    cu_easy_put(&multi, e);
+    cu_easy_put(&multi, e, c->ri.stream);
     return -1;
   }
   c->easy = e;
@@ -340,6 +340,37 @@ static void on_done(CURL *e, CURLcode res, void *priv) {
   snprintf(rbuf, sizeof rbuf, "%s", reason); /* fail_reason is reset by the next start */
   release_easy(c);
   attempt_failed(c, cls, rbuf);
+}
+
+/* ---- stream idle check ---------------------------------------------------------------
+ * One timer per chat, armed once at commit: each upstream chunk only records the loop
+ * time (stream_on_data), and the timer re-arms itself for the remainder when it fires
+ * early, so nothing is restarted per chunk. A transfer paused for a slow client is not
+ * idle upstream (the server cuts clients that never read). */
+
+static void on_stream_idle(uv_timer_t *t) {
+  chat *c = container_of(t, chat, timer);
+  if (!c->easy || !c->committed || !c->req || c->client_gone) return;
+  uint64_t idle = uv_now(t->loop) - c->last_byte_ms;
+  if (c->paused || c->client_full) idle = 0;
+  if (idle < c->idle_ms) {
+    uv_timer_start(t, on_stream_idle, c->idle_ms - idle, 0);
+    return;
+  }
+  const snap_dep *d = &c->snap->deps[c->dep];
+  account_usage(c, d);
+  d->stats->errors[MC_OTHER_ERROR]++;
+  release_easy(c); /* a uv callback: removing from the multi is allowed; no DONE follows */
+  stream_end(c, 1);
+  chat_free(c);
+}
+
+void attempt_stream_committed(chat *c) {
+  /* the idle bound between upstream chunks is the deployment's timeout (30 s if none) */
+  uint32_t ms = c->snap->deps[c->dep].timeout_ms;
+  c->idle_ms = ms ? ms : ATTEMPT_STREAM_IDLE_MS;
+  c->last_byte_ms = uv_now(c->timer.loop);
+  uv_timer_start(&c->timer, on_stream_idle, c->idle_ms, 0);
 }
 
 /* ---- entry points -------------------------------------------------------------------- */

@@ -23,6 +23,7 @@
 
 #define ATTEMPT_MAX_BODY (32u << 20)      /* non-stream upstream body cap, bytes */
 #define ATTEMPT_MAX_PRECOMMIT (256u << 10) /* stream bytes buffered before the first event */
+#define ATTEMPT_STREAM_IDLE_MS 30000u     /* stream idle bound when the deployment has no timeout */
 
 typedef struct chat {
   hs_request *req;            /* client request; NULL once answered or aborted */
@@ -39,7 +40,8 @@ typedef struct chat {
   CURL *easy;                 /* current transfer, NULL when none */
   int in_multi;               /* easy is added to the multi */
   int in_curl;                /* inside a curl callback: no multi calls, no freeing */
-  uv_timer_t timer;           /* attempt deadline (first byte for streams, total otherwise) */
+  uv_timer_t timer;           /* attempt deadline (first byte for streams, total otherwise);
+                               * after commit: the stream idle check */
   uint64_t attempt_start_us;  /* monotonic µs at the attempt's start */
   /* per attempt */
   int status;                 /* status of the last upstream header block */
@@ -57,6 +59,8 @@ typedef struct chat {
   int paused;                 /* the transfer is paused by CURL_WRITEFUNC_PAUSE */
   int client_gone;            /* an hs_* call failed: the connection is gone */
   sse_decoder sse;            /* framing of the upstream stream */
+  uint64_t last_byte_ms;      /* loop time of the last upstream bytes after commit, ms */
+  uint32_t idle_ms;           /* stream idle bound after commit, ms */
   uint64_t prompt_tokens;     /* from the usage chunk / body */
   uint64_t completion_tokens;
   int have_usage;             /* usage was seen */
@@ -79,6 +83,9 @@ void attempt_shutdown(void);
  * answers req sooner or later. rid: the request id. */
 void attempt_chat(hs_request *req, snapshot *snap, const req_info *ri, const char *rid, int group);
 void attempt_on_abort(hs_request *req); /* hs on_abort for a chat request */
+/* The stream was committed: from now on the chat's timer checks that upstream bytes keep
+ * coming (at most idle_ms apart, the deployment's timeout_ms), else ends the stream. */
+void attempt_stream_committed(chat *c);
 void attempt_on_drain(hs_request *req); /* hs on_drain for a chat request */
 uint64_t attempt_chats_in_flight(void);
 

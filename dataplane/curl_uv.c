@@ -83,8 +83,11 @@ int cu_init(cu_multi *m, uv_loop_t *loop, cu_done_cb on_done) {
   int rc;
   m->loop = loop;
   m->on_done = on_done;
-  m->pool = NULL;
-  m->npool = m->cappool = m->in_flight = 0;
+  for (int k = 0; k < 2; k++) {
+    m->pool[k] = NULL;
+    m->npool[k] = m->cappool[k] = 0;
+  }
+  m->in_flight = 0;
   if (!(m->multi = curl_multi_init())) return -1;
   if ((rc = uv_timer_init(loop, &m->timer))) { curl_multi_cleanup(m->multi); return rc; }
   curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
@@ -104,27 +107,31 @@ static void easy_base(CURL *e) {
   curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  /* 16 KiB minimum; only touched by TLS uploads, which copy the request body there */
+  curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
 }
 
-CURL *cu_easy_get(cu_multi *m) {
+/* No curl_easy_reset on reuse: it re-initialises every option and frees per-handle
+ * state for nothing, since every transfer sets the same per-transfer options anyway. */
+CURL *cu_easy_get(cu_multi *m, int stream) {
   CURL *e;
-  if (m->npool) {
-    e = m->pool[--m->npool];
-    curl_easy_reset(e);
-  } else if (!(e = curl_easy_init())) {
-    return NULL;
-  }
+  int k = stream ? 1 : 0;
+  if (m->npool[k]) return m->pool[k][--m->npool[k]];
+  if (!(e = curl_easy_init())) return NULL;
   easy_base(e);
+  /* set once per handle: curl sizes the buffer at its first transfer and keeps it */
+  if (k) curl_easy_setopt(e, CURLOPT_BUFFERSIZE, CU_STREAM_RECV_BUF);
   return e;
 }
 
-void cu_easy_put(cu_multi *m, CURL *e) {
-  if (m->npool == m->cappool && m->cappool < CU_POOL_MAX) {
-    int cap = m->cappool ? m->cappool * 2 : 16;
-    CURL **p = realloc(m->pool, (size_t)cap * sizeof *p);
-    if (p) { m->pool = p; m->cappool = cap; }
+void cu_easy_put(cu_multi *m, CURL *e, int stream) {
+  int k = stream ? 1 : 0;
+  if (m->npool[k] == m->cappool[k] && m->cappool[k] < CU_POOL_MAX) {
+    int cap = m->cappool[k] ? m->cappool[k] * 2 : 16;
+    CURL **p = realloc(m->pool[k], (size_t)cap * sizeof *p);
+    if (p) { m->pool[k] = p; m->cappool[k] = cap; }
   }
-  if (m->npool < m->cappool) m->pool[m->npool++] = e;
+  if (m->npool[k] < m->cappool[k]) m->pool[k][m->npool[k]++] = e;
   else curl_easy_cleanup(e);
 }
 
@@ -139,10 +146,12 @@ void cu_cancel(cu_multi *m, CURL *e) {
 }
 
 void cu_close(cu_multi *m) {
-  for (int i = 0; i < m->npool; i++) curl_easy_cleanup(m->pool[i]);
-  free(m->pool);
-  m->pool = NULL;
-  m->npool = m->cappool = 0;
+  for (int k = 0; k < 2; k++) {
+    for (int i = 0; i < m->npool[k]; i++) curl_easy_cleanup(m->pool[k][i]);
+    free(m->pool[k]);
+    m->pool[k] = NULL;
+    m->npool[k] = m->cappool[k] = 0;
+  }
   curl_multi_cleanup(m->multi); /* may still call on_timeout: the timer is open */
   m->multi = NULL;
   uv_close((uv_handle_t *)&m->timer, NULL);

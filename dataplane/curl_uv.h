@@ -4,12 +4,15 @@
  * curl socket, one uv_timer_t for curl's timeouts. After every socket_action the
  * finished transfers are read with curl_multi_info_read, removed, and handed to the
  * done callback, which runs outside any curl callback and may start new transfers.
- * Easy handles are pooled and curl_easy_reset between uses (keeps TLS sessions). */
+ * Easy handles are pooled and reused as they are (keeps TLS sessions): the base options
+ * are set once, and every user sets all of its per-transfer options on each use. */
 #ifndef LLMESH_CURL_UV_H
 #define LLMESH_CURL_UV_H
 
 #include <curl/curl.h>
 #include <uv.h>
+
+#define CU_STREAM_RECV_BUF 2048L /* receive buffer of stream transfers, bytes */
 
 /* A transfer finished (success or error). The handle is already removed from the
  * multi; priv is its CURLOPT_PRIVATE. Not called for cu_cancel()ed transfers. */
@@ -20,17 +23,19 @@ typedef struct cu_multi {
   CURLM *multi;        /* the one multi handle */
   uv_timer_t timer;    /* curl's timeout (CURLMOPT_TIMERFUNCTION) */
   cu_done_cb on_done;  /* completion callback */
-  CURL **pool;         /* idle easy handles */
-  int npool;           /* entries in pool */
-  int cappool;         /* allocated entries */
+  CURL **pool[2];      /* idle easy handles: [0] whole answers, [1] streams */
+  int npool[2];        /* entries in pool[k] */
+  int cappool[2];      /* allocated entries of pool[k] */
   int in_flight;       /* transfers added and not yet done or cancelled */
 } cu_multi;
 
 int cu_init(cu_multi *m, uv_loop_t *loop, cu_done_cb on_done);
 /* An easy handle with the worker's base options set (NOSIGNAL, QUICK_EXIT, TCP
- * keepalive, HTTP/1.1). NULL on ENOMEM. */
-CURL *cu_easy_get(cu_multi *m);
-void cu_easy_put(cu_multi *m, CURL *e); /* back to the pool (not while added) */
+ * keepalive, HTTP/1.1). stream = 1: a small receive buffer (CU_STREAM_RECV_BUF), since
+ * SSE arrives in small pieces and a held stream should cost little memory; 0: curl's
+ * default 16 KiB for whole answers. NULL on ENOMEM. */
+CURL *cu_easy_get(cu_multi *m, int stream);
+void cu_easy_put(cu_multi *m, CURL *e, int stream); /* back to its pool (not while added) */
 int cu_start(cu_multi *m, CURL *e);     /* curl_multi_add_handle; 0 or -1 */
 /* Removes a running transfer at once; no done callback follows. Never call it from
  * inside a curl callback. */

@@ -33,13 +33,15 @@ typedef struct worker {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: llmesh-worker --control tcp://HOST:PORT [--listen HOST:PORT] [--region NAME]\n"
-          "                     [--log-level debug|info|warn|error]\n\n"
+          "                     [--log-level debug|info|warn|error] [--access-log]\n\n"
           "Data plane worker of llmesh: serves the OpenAI API to clients, fails over between\n"
           "provider deployments, and reports telemetry to the control plane.\n\n"
           "  --control URL     control plane snapshot publisher to dial (required)\n"
           "  --listen H:P      address to serve HTTP on (default 127.0.0.1:4000)\n"
           "  --region NAME     region reported in telemetry (default local)\n"
           "  --log-level L     debug, info, warn or error (default info)\n"
+          "  --access-log      one JSON line per request at info (default: only at debug;\n"
+          "                    failovers, cuts and stalls are always logged)\n"
           "  --help            this text\n\n"
           "SIGTERM/SIGINT: stop accepting, finish in-flight requests, exit 0.\n");
 }
@@ -111,9 +113,9 @@ int main(int argc, char **argv) {
   static const struct option opts[] = {
       {"control", required_argument, NULL, 'c'}, {"listen", required_argument, NULL, 'l'},
       {"region", required_argument, NULL, 'r'},  {"log-level", required_argument, NULL, 'L'},
-      {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+      {"access-log", no_argument, NULL, 'A'},    {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
   const char *control = NULL, *listen = "127.0.0.1:4000", *region = "local", *level = "info";
-  int o;
+  int o, access_log = 0;
   opterr = 0;
   while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
     switch (o) {
@@ -121,6 +123,7 @@ int main(int argc, char **argv) {
       case 'l': listen = optarg; break;
       case 'r': region = optarg; break;
       case 'L': level = optarg; break;
+      case 'A': access_log = 1; break;
       case 'h': usage(stdout); return 0;
       default:
         fprintf(stderr, "llmesh-worker: unknown or incomplete option '%s'\n", argv[optind - 1]);
@@ -151,6 +154,7 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN); /* libuv writes with writev(): a reset client must not kill us */
   curl_global_init(CURL_GLOBAL_DEFAULT);
   log_init("worker", log_level_parse(level));
+  server_set_access_log(access_log);
 
   static worker w;
   uv_loop_init(&w.loop);

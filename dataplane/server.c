@@ -18,9 +18,15 @@
 
 /* ---- the one exit ------------------------------------------------------------------ */
 
+/* One line per request costs a format and a write(2) each: opt-in (--access-log) or at
+ * debug level. Failover decisions, cuts and stalls are logged at info regardless. */
+static int access_log_on;
+
+void server_set_access_log(int on) { access_log_on = on; }
+
 void server_access_log(const hs_request *req, const char *rid, int status, const char *dep,
                        int attempts) {
-  if (!log_enabled(LOG_LEVEL_INFO)) return;
+  if (!(access_log_on ? log_enabled(LOG_LEVEL_INFO) : log_enabled(LOG_LEVEL_DEBUG))) return;
   LOG_INFO(rid, "access", LF_S("method", req->method_str), LF_S("path", req->path),
            LF_I("status", status), LF_I("duration_us", util_now_us() - req->start_us),
            LF_S("deployment", dep), LF_I("attempts", attempts));

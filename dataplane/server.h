@@ -1,5 +1,5 @@
 /* server.h — the request dispatcher and the one exit every client response takes
- * (status counted in /metrics, one access-log line, x-request-id added). */
+ * (status counted in /metrics, an access-log line when enabled, x-request-id added). */
 #ifndef LLMESH_SERVER_H
 #define LLMESH_SERVER_H
 
@@ -22,6 +22,8 @@ int server_stream_begin(hs_request *req, const char *rid, int status, const char
                         const hs_header *extra, int nextra);
 void server_access_log(const hs_request *req, const char *rid, int status, const char *dep,
                        int attempts);
+/* Access-log lines at info when on (--access-log); otherwise only at debug level. */
+void server_set_access_log(int on);
 
 /* hs callbacks of the worker. */
 void server_on_request(hs_request *req, void *ud);

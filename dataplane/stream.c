@@ -44,12 +44,12 @@ static int commit(chat *c) {
   hs_header h[] = {{"cache-control", "no-cache"},
                    {"x-llmesh-deployment", c->hdr_deployment},
                    {"x-llmesh-attempts", c->hdr_attempts}};
-  uv_timer_stop(&c->timer); /* first byte arrived: no failover from here on */
+  attempt_stream_committed(c); /* no failover from here on; the idle check starts */
   if (server_stream_begin(c->req, c->rid, 200, "text/event-stream", h, 3) < 0) return -1;
   c->committed = 1;
   metrics_active_streams++;
   int rc = hs_stream_write(c->req, c->resp.data, c->resp.len);
-  buf_reset(&c->resp);
+  buf_free(&c->resp); /* held bytes are out: a long-lived stream keeps no buffer for them */
   if (rc < 0) return -1;
   if (rc == 1) c->client_full = 1;
   return 0;
@@ -62,6 +62,7 @@ size_t stream_on_data(chat *c, const char *p, size_t n) {
       c->paused = 1;
       return CURL_WRITEFUNC_PAUSE;
     }
+    c->last_byte_ms = uv_now(c->timer.loop); /* cached loop time: no syscall per chunk */
     sse_feed(&c->sse, p, n, on_event, c); /* accounting only; bytes pass as they are */
     int rc = hs_stream_write(c->req, p, n);
     if (rc < 0) { c->client_gone = 1; return CURL_WRITEFUNC_ERROR; }
@@ -81,9 +82,15 @@ size_t stream_on_data(chat *c, const char *p, size_t n) {
   return c->req ? n : CURL_WRITEFUNC_ERROR;
 }
 
-int stream_finish(chat *c) {
-  int ok = c->saw_done;
-  if (!ok) {
+int stream_finish(chat *c) { return stream_end(c, 0); }
+
+int stream_end(chat *c, int stalled) {
+  int ok = c->saw_done && !stalled;
+  if (stalled) {
+    hs_stream_write(c->req, STREAM_STALL_EVENT, sizeof STREAM_STALL_EVENT - 1);
+    LOG_WARN(c->rid, "stream_stalled", LF_S("deployment", c->snap->deps[c->dep].name),
+             LF_I("idle_ms", c->idle_ms));
+  } else if (!ok) {
     hs_stream_write(c->req, STREAM_CUT_EVENT, sizeof STREAM_CUT_EVENT - 1);
     LOG_WARN(c->rid, "stream_cut", LF_S("deployment", c->snap->deps[c->dep].name));
   }
@@ -97,6 +104,7 @@ int stream_finish(chat *c) {
 void stream_drain(chat *c) {
   c->client_full = 0;
   if (!c->paused || !c->easy) return;
+  c->last_byte_ms = uv_now(c->timer.loop); /* a pause is the client's doing, not upstream idling */
   c->paused = 0;
   /* may call the write callback before it returns, which may pause again */
   curl_easy_pause(c->easy, CURLPAUSE_CONT);

@@ -17,6 +17,10 @@
   "data: {\"error\":{\"message\":\"upstream stream ended before completion\",\"type\":\"server_error\"," \
   "\"code\":\"upstream_stream_cut\"}}\n\n"
 
+#define STREAM_STALL_EVENT                                                                     \
+  "data: {\"error\":{\"message\":\"upstream stream stalled: no data within the idle timeout\"," \
+  "\"type\":\"server_error\",\"code\":\"upstream_stream_stalled\"}}\n\n"
+
 /* Write callback body for a 2xx stream. Returns n, CURL_WRITEFUNC_PAUSE, or
  * CURL_WRITEFUNC_ERROR (with c->fail_reason set for a failover, or the client gone). */
 size_t stream_on_data(chat *c, const char *p, size_t n);
@@ -24,6 +28,9 @@ size_t stream_on_data(chat *c, const char *p, size_t n);
  * client response: normally after [DONE], with the cut event otherwise. Returns 1 when
  * the stream completed with [DONE]. */
 int stream_finish(chat *c);
+/* stream_finish, or with stalled = 1: the upstream went silent past the idle bound (the
+ * transfer is already stopped): ends the client stream with the stall event, no [DONE]. */
+int stream_end(chat *c, int stalled);
 /* The client's write queue drained: resume a paused transfer (from the loop). */
 void stream_drain(chat *c);
 /* Resets the relay state for a new attempt. */
