@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command (README, .ci/run): installs what is missing, builds, runs every
-# test — unit and integration — plainly and again under AddressSanitizer + UBSan.
+# test — unit and integration — plainly and again under AddressSanitizer + UBSan,
+# then runs every libFuzzer target for a bounded time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -26,4 +27,6 @@ echo "== build with AddressSanitizer + UndefinedBehaviorSanitizer"
 build build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
 echo "== tests under ASan/UBSan"
 meson test -C build-asan --setup asan --print-errorlogs --num-processes 2
+echo "== fuzz targets (libFuzzer, bounded time each)"
+./scripts/fuzz.sh "${LLMESH_FUZZ_SECONDS:-10}"
 echo "== all tests passed"
