@@ -6,12 +6,14 @@
  * then model_list, router_settings (fallbacks need the groups), general_settings. */
 #include "config_import.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <yaml.h>
 
 #include <openssl/crypto.h>
@@ -34,6 +36,9 @@ typedef struct cfg_entry {
   int has_timeout;       /* litellm_params.timeout was given */
   char *id;              /* model_info.id, or NULL */
   int id_line;           /* line of model_info.id */
+  char *model;           /* litellm_params.model as written */
+  yaml_node_t *model_node; /* its node, for error lines */
+  char *provider;        /* litellm_params.provider / custom_llm_provider, or NULL */
 } cfg_entry;
 
 /* ------------------------------------------------------------------ helpers */
@@ -285,27 +290,72 @@ const char *cfg_default_api_base(const char *provider) {
 
 /* ------------------------------------------------------------------ model_list */
 
-/* "openai/gpt-4o" → provider "openai", upstream "gpt-4o"; no '/' → "openai". */
-static int split_model(cfg_parser *p, yaml_node_t *n, const char *path, const char *model,
-                       cfg_deployment *d) {
-  const char *slash = strchr(model, '/');
+/* Provider family of an unprefixed model, the way LiteLLM users expect it: the api_base
+ * host first (a proxy in front of a known API keeps its family), then the model name. */
+static const char *infer_provider(const char *model, const char *api_base) {
+  if (api_base && *api_base) {
+    const char *h = strstr(api_base, "://");
+    h = h ? h + 3 : api_base;
+    size_t hl = strcspn(h, "/?#");
+    char host[256];
+    if (hl >= sizeof host) hl = sizeof host - 1;
+    for (size_t i = 0; i < hl; i++) host[i] = (char)tolower((unsigned char)h[i]);
+    host[hl] = '\0';
+    char *colon = strrchr(host, ':');
+    const char *port = colon && !strchr(colon, ']') ? colon + 1 : "";
+    if (colon && *port) *colon = '\0';
+    size_t n = strlen(host);
+    if (!strcmp(host, "api.anthropic.com")) return "anthropic";
+    if (!strcmp(host, "generativelanguage.googleapis.com")) return "gemini";
+    if (n > 17 && !strcmp(host + n - 17, ".openai.azure.com")) return "azure";
+    if (!strcmp(port, "11434")) return "ollama";
+  }
+  if (!strncasecmp(model, "claude-", 7)) return "anthropic";
+  if (!strncasecmp(model, "gemini-", 7)) return "gemini";
+  return "openai";
+}
+
+/* Provider and upstream model of an entry: an explicit provider / custom_llm_provider key
+ * wins (a model prefix equal to it is stripped, any other is part of the model name);
+ * else the prefix of "anthropic/claude-..."; else inferred (infer_provider). */
+static int resolve_provider(cfg_parser *p, yaml_node_t *n, const char *path, cfg_entry *e,
+                            cfg_deployment *d) {
+  const char *model = e->model, *slash = strchr(model, '/');
   if (!*model) return cfg_fail(p, n, path, "must not be empty");
-  if (slash && (slash == model || !slash[1]))
-    return cfg_fail(p, n, path, "expected 'provider/model', got '%s'", model);
-  d->provider = slash ? strndup(model, (size_t)(slash - model)) : strdup("openai");
-  d->upstream_model = strdup(slash ? slash + 1 : model);
+  if (e->provider) {
+    size_t pl = strlen(e->provider);
+    int same = slash && (size_t)(slash - model) == pl && !strncasecmp(model, e->provider, pl);
+    d->provider = strdup(e->provider);
+    d->upstream_model = strdup(same ? slash + 1 : model);
+  } else if (slash) {
+    if (slash == model || !slash[1])
+      return cfg_fail(p, n, path, "expected 'provider/model', got '%s'", model);
+    d->provider = strndup(model, (size_t)(slash - model));
+    d->upstream_model = strdup(slash + 1);
+  } else {
+    d->provider = strdup(infer_provider(model, d->api_base));
+    d->upstream_model = strdup(model);
+  }
   if (!d->provider || !d->upstream_model) return cfg_fail(p, n, path, "out of memory");
+  for (char *c = d->provider; *c; c++) *c = (char)tolower((unsigned char)*c);
+  if (!*d->upstream_model) return cfg_fail(p, n, path, "must not be empty");
   return 0;
 }
 
 static int parse_params_key(cfg_parser *p, const char *key, yaml_node_t *v, const char *sub,
                             cfg_deployment *d, cfg_entry *e) {
   if (!strcmp(key, "model")) {
-    char *model = NULL;
-    int rv = get_string(p, v, sub, &model);
-    if (rv == 0) rv = split_model(p, v, sub, model, d);
-    free(model);
-    return rv;
+    free(e->model);
+    e->model = NULL;
+    e->model_node = v;
+    return get_string(p, v, sub, &e->model);
+  }
+  if (!strcmp(key, "provider") || !strcmp(key, "custom_llm_provider")) {
+    free(e->provider);
+    e->provider = NULL;
+    if (get_string(p, v, sub, &e->provider) < 0) return -1;
+    if (!*e->provider) return cfg_fail(p, v, sub, "must not be empty");
+    return 0;
   }
   if (!strcmp(key, "api_base")) return get_string(p, v, sub, &d->api_base);
   if (!strcmp(key, "api_key")) return is_null(v) ? 0 : get_string(p, v, sub, &d->api_key);
@@ -332,12 +382,10 @@ static int parse_params(cfg_parser *p, yaml_node_t *k0, yaml_node_t *m, const ch
     path_join(sub, path, scalar(k));
     if (parse_params_key(p, scalar(k), v, sub, d, e) < 0) return -1;
   }
-  if (!d->upstream_model) {
-    char sub[CFG_PATH_MAX];
-    path_join(sub, path, "model");
-    return cfg_fail(p, k0, sub, "missing");
-  }
-  return 0;
+  char sub[CFG_PATH_MAX];
+  path_join(sub, path, "model");
+  if (!e->model) return cfg_fail(p, k0, sub, "missing");
+  return resolve_provider(p, e->model_node, sub, e, d);
 }
 
 static int parse_model_info(cfg_parser *p, yaml_node_t *m, const char *path, cfg_entry *e) {
@@ -427,6 +475,8 @@ static int parse_entry(cfg_parser *p, yaml_node_t *item, const char *path) {
   int rv = parse_entry_keys(p, item, path, d, &e);
   if (rv == 0) rv = name_deployment(p, item, path, d, &e);
   free(e.id);
+  free(e.model);
+  free(e.provider);
   if (rv < 0) return -1;
   if (!e.has_timeout) d->timeout_ms = 0; /* filled with the router timeout later */
   if (!d->api_base) d->api_base = strdup(cfg_default_api_base(d->provider));

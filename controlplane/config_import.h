@@ -25,11 +25,11 @@
 typedef struct cfg_deployment {
   char *name;                  /* unique: model_info.id, else "<model_name>-<n>" */
   char *model_group;           /* model_name: the alias clients ask for */
-  char *provider;              /* prefix of litellm_params.model ("openai" if none) */
+  char *provider;              /* provider family: explicit key, model prefix, else inferred */
   char *upstream_model;        /* litellm_params.model with the prefix stripped */
   char *api_base;              /* base URL; provider default when not configured */
   char *api_key;               /* plaintext provider key, "" when none */
-  char *api_version;           /* stored for later (azure), "" when none */
+  char *api_version;           /* anthropic-version / azure api-version, "" when none */
   uint32_t weight;             /* >= 1 */
   uint32_t timeout_ms;         /* per-attempt deadline (own, else router timeout) */
   uint32_t stream_timeout_ms;  /* time to first byte of a stream, 0 = timeout_ms */

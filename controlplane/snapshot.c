@@ -24,6 +24,7 @@ static void snap_fill_deployment(Llmesh__Deployment *p, const cfg_deployment *d)
   p->upstream_model = d->upstream_model;
   p->api_base = d->api_base;
   p->api_key = d->api_key;
+  p->api_version = d->api_version;
   p->weight = d->weight;
   p->timeout_ms = d->timeout_ms;
   p->stream_timeout_ms = d->stream_timeout_ms;

@@ -8,6 +8,8 @@
  * runs after curl_multi_info_read outside any curl callback, acts on it. */
 #include "attempt.h"
 
+#include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,8 @@
 static cu_multi multi;
 static uint64_t chats_in_flight;
 
+#define ATTEMPT_UNEXPRESSIBLE 1 /* attempt_start: the adapter cannot express the request */
+
 static void attempt_next(chat *c, const snap_dep *from, const char *reason);
 static void attempt_failed(chat *c, enum metrics_class cls, const char *reason);
 
@@ -28,8 +32,20 @@ uint64_t attempt_chats_in_flight(void) { return chats_in_flight; }
 
 /* ---- lifetime ------------------------------------------------------------------ */
 
+/* Frees what an adapter attempt built (the transfer must be released already). */
+static void adapter_clear(chat *c) {
+  prov_request_free(&c->preq);
+  curl_slist_free_all(c->up_hdrs);
+  c->up_hdrs = NULL;
+  if (c->ps) c->ps_ops->stream_free(c->ps);
+  c->ps = NULL;
+  c->ps_ops = NULL;
+}
+
 static void on_chat_closed(uv_handle_t *h) {
   chat *c = container_of((uv_timer_t *)h, chat, timer);
+  adapter_clear(c);
+  buf_free(&c->out);
   snapshot_unref(c->snap);
   buf_free(&c->up_body);
   buf_free(&c->resp);
@@ -98,6 +114,10 @@ static size_t on_header(char *b, size_t size, size_t n, void *ud) {
     c->headers_done = 1;
     const snap_dep *d = &c->snap->deps[c->dep];
     hist_add(&d->stats->latency, (double)(util_now_us() - c->attempt_start_us) / 1000.0);
+    if (d->ops && c->status >= 100) { /* adapter: read the error body, classify in on_done */
+      c->err_body = c->status < 200 || c->status >= 300;
+      return len;
+    }
     if (c->status == 408 || c->status == 429 || c->status >= 500 || c->status < 100) {
       c->fail_class = c->status == 429 ? MC_RATE_LIMITED
                       : c->status < 100 ? MC_OTHER_ERROR : MC_SERVER_ERROR;
@@ -125,6 +145,10 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud) {
   c->in_curl++;
   if (!c->req) {
     r = CURL_WRITEFUNC_ERROR;
+  } else if (c->err_body) { /* what classify_error needs is at the start: keep a prefix */
+    size_t room = ATTEMPT_MAX_ERROR_BODY - c->resp.len;
+    if (room) buf_append(&c->resp, p, len < room ? len : room); /* ENOMEM: classify less */
+    r = len;
   } else if (c->ri.stream && !c->relay) {
     r = stream_on_data(c, p, len);
   } else if (c->resp.len + len > ATTEMPT_MAX_BODY || buf_append(&c->resp, p, len)) {
@@ -151,18 +175,72 @@ static void on_deadline(uv_timer_t *t) {
   attempt_failed(c, MC_TIMEOUT, reason);
 }
 
+/* stream_options.include_usage of the client's body (adapters emit the usage chunk). */
+static int include_usage(const chat *c) {
+  size_t off, len, o2, l2;
+  if (req_json_find(c->body, c->body_len, "stream_options", &off, &len)) return 0;
+  if (req_json_find(c->body + off, len, "include_usage", &o2, &l2)) return 0;
+  return l2 == 4 && memcmp(c->body + off + o2, "true", 4) == 0;
+}
+
+/* Builds the adapter's request for d into c->preq / c->up_hdrs (and the stream decoder).
+ * Returns 0, ATTEMPT_UNEXPRESSIBLE (message in c->bad_request) or -1. */
+static int adapter_build(chat *c, const snap_dep *d) {
+  prov_canon canon = {c->body, c->body_len, c->ri.stream, c->ri.stream && include_usage(c)};
+  prov_target t = {d->api_base, d->api_key, d->upstream_model, d->api_version};
+  struct curl_slist *h;
+  adapter_clear(c);
+  int rc = d->ops->build_request(&t, &canon, &c->preq, c->bad_request, sizeof c->bad_request);
+  if (rc == -EINVAL) return ATTEMPT_UNEXPRESSIBLE;
+  if (rc || !buf_cstr(&c->preq.url)) return -1;
+  const char *p = c->preq.headers.data;
+  for (int i = 0; i < c->preq.nheaders; i++, p += strlen(p) + 1) {
+    if (!(h = curl_slist_append(c->up_hdrs, p))) return -1;
+    c->up_hdrs = h;
+  }
+  if (!(h = curl_slist_append(c->up_hdrs, "Expect:"))) return -1; /* no 100-continue stall */
+  c->up_hdrs = h;
+  if (c->ri.stream) {
+    if (!(c->ps = d->ops->stream_new(&canon, d->upstream_model))) return -1;
+    c->ps_ops = d->ops;
+  }
+  return 0;
+}
+
+/* Returns 0 started, ATTEMPT_UNEXPRESSIBLE, or -1 (nothing was sent). */
 static int attempt_start(chat *c, int dep) {
   const snap_dep *d = &c->snap->deps[dep];
+  const char *url, *body;
+  size_t body_len;
+  struct curl_slist *hdrs;
+  if (d->ops) {
+    int rc = adapter_build(c, d);
+    if (rc) return rc;
+    url = c->preq.url.data;
+    hdrs = c->up_hdrs;
+    body = c->preq.body.data;
+    body_len = c->preq.body.len;
+  } else {
+    adapter_clear(c);
+    if (!c->up_model || strcmp(c->up_model, d->upstream_model) != 0) {
+      if (req_rewrite_model(&c->up_body, c->body, c->body_len, &c->ri, d->upstream_model)) return -1;
+      c->up_model = d->upstream_model;
+    }
+    url = d->url;
+    hdrs = c->ri.stream ? d->hdrs_stream : d->hdrs_json;
+    body = c->up_body.data;
+    body_len = c->up_body.len;
+  }
   c->dep = dep;
   c->attempts++;
   chat_set_dep_headers(c);
-  if (!c->up_model || strcmp(c->up_model, d->upstream_model) != 0) {
-    if (req_rewrite_model(&c->up_body, c->body, c->body_len, &c->ri, d->upstream_model)) return -1;
-    c->up_model = d->upstream_model;
-  }
   c->status = 0;
   c->headers_done = 0;
   c->relay = 0;
+  c->err_body = 0;
+  c->precommit_in = 0;
+  c->terminal_sent = 0;
+  memset(&c->usage, 0, sizeof c->usage);
   c->content_type[0] = '\0';
   c->fail_reason[0] = '\0';
   buf_reset(&c->resp);
@@ -170,10 +248,10 @@ static int attempt_start(chat *c, int dep) {
 
   CURL *e = cu_easy_get(&multi, c->ri.stream);
   if (!e) return -1;
-  curl_easy_setopt(e, CURLOPT_URL, d->url);
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->ri.stream ? d->hdrs_stream : d->hdrs_json);
-  curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->up_body.len);
-  curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->up_body.data); /* not copied: lives in c */
+  curl_easy_setopt(e, CURLOPT_URL, url);
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
+  curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+  curl_easy_setopt(e, CURLOPT_POSTFIELDS, body ? body : ""); /* not copied: lives in c */
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
@@ -198,7 +276,9 @@ static int attempt_start(chat *c, int dep) {
 static void finish_exhausted(chat *c) {
   char msg[1024];
   const char *model = c->ri.model;
-  if (c->attempts == 0) {
+  if (c->attempts == 0 && c->n_unexpressible) { /* nothing sent: no provider can take it */
+    chat_error(c, 400, "invalid_request_error", "unsupported_request", c->bad_request);
+  } else if (c->attempts == 0) {
     snprintf(msg, sizeof msg, "No deployment is available for model '%.200s'.", model);
     chat_error(c, 503, "server_error", "no_deployment_available", msg);
   } else if (c->n_rate_limited == c->n_failed) {
@@ -229,8 +309,17 @@ static void attempt_next(chat *c, const snap_dep *from, const char *reason) {
       if (next >= 0) metrics_failover(from->stats, reason);
     }
     if (next < 0) { finish_exhausted(c); return; }
-    if (attempt_start(c, next) == 0) return;
-    from = &c->snap->deps[next]; /* could not even start (ENOMEM): next one */
+    int rc = attempt_start(c, next);
+    if (rc == 0) return;
+    from = &c->snap->deps[next];
+    if (rc == ATTEMPT_UNEXPRESSIBLE) { /* not the provider's fault: not counted against it */
+      reason = "unsupported_request";
+      route_unused(&c->route);
+      route_failed(&c->route, c->snap, next); /* prefer another provider family */
+      c->n_unexpressible++;
+      continue;
+    }
+    /* could not even start (ENOMEM): next one */
     reason = "internal_error";
     from->stats->errors[MC_OTHER_ERROR]++;
     c->n_failed++;
@@ -272,6 +361,11 @@ static void classify(CURLcode res, CURL *e, enum metrics_class *cls, const char 
 }
 
 static void account_usage(chat *c, const snap_dep *d) {
+  if (c->usage.seen) { /* decoded by an adapter */
+    c->prompt_tokens = c->usage.prompt_tokens;
+    c->completion_tokens = c->usage.completion_tokens;
+    c->have_usage = 1;
+  }
   if (!c->have_usage) return;
   d->stats->prompt_tokens += c->prompt_tokens;
   d->stats->completion_tokens += c->completion_tokens;
@@ -295,6 +389,117 @@ static void finish_whole(chat *c, const snap_dep *d) {
   chat_respond(c, c->status, ct, c->resp.data, c->resp.len);
 }
 
+/* ---- adapter answers ---------------------------------------------------------------- */
+
+enum metrics_class attempt_error_class(prov_error e) {
+  switch (e) {
+    case PE_RATE_LIMITED: return MC_RATE_LIMITED;
+    case PE_OVERLOADED:
+    case PE_SERVER: return MC_SERVER_ERROR;
+    case PE_TIMEOUT: return MC_TIMEOUT;
+    case PE_BAD_REQUEST:
+    case PE_CONTEXT_LENGTH:
+    case PE_CONTENT_POLICY:
+    case PE_NOT_FOUND: return MC_CLIENT_ERROR;
+    default: return MC_OTHER_ERROR; /* auth, garbage, unknown */
+  }
+}
+
+/* A short summary of the provider's error message for the client: error.message of the
+ * body (Anthropic, Gemini and OpenAI all put it there), printable ASCII only, at most
+ * 200 bytes, and dropped entirely when it names a URL, a host of ours or the key. Never
+ * the raw body: it is another dialect and may carry addresses. */
+static void provider_summary(const chat *c, const snap_dep *d, char *out, size_t cap) {
+  out[0] = '\0';
+  json_t *root = json_loadb(c->resp.data ? c->resp.data : "", c->resp.len, 0, NULL);
+  json_t *m = json_object_get(json_object_get(root, "error"), "message");
+  const char *msg = json_string_value(m);
+  if (msg && !strstr(msg, "://") && !strstr(msg, "127.0.0.1") && !strstr(msg, "localhost") &&
+      !(*d->api_key && strstr(msg, d->api_key))) {
+    size_t n = 0;
+    for (const char *p = msg; *p && n + 1 < cap && n < 200; p++)
+      if ((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f) out[n++] = *p;
+    out[n] = '\0';
+  }
+  json_decref(root);
+}
+
+/* The provider refused the request as the client's fault: an OpenAI-shaped error. */
+static void adapter_client_error(chat *c, const snap_dep *d, prov_error pe) {
+  char summary[256], msg[640];
+  int status = pe == PE_NOT_FOUND ? 404 : 400;
+  const char *code = pe == PE_CONTEXT_LENGTH ? "context_length_exceeded"
+                     : pe == PE_CONTENT_POLICY ? "content_filter"
+                     : pe == PE_NOT_FOUND ? "model_not_found" : "invalid_request";
+  provider_summary(c, d, summary, sizeof summary);
+  snprintf(msg, sizeof msg, "Deployment '%s' (%s) rejected the request (HTTP %d)%s%s", d->name,
+           d->provider, c->status, summary[0] ? ": " : ".", summary);
+  d->stats->errors[MC_CLIENT_ERROR]++;
+  LOG_INFO(c->rid, "provider_rejected", LF_S("deployment", d->name), LF_I("status", c->status),
+           LF_S("class", prov_error_name(pe)));
+  chat_error(c, status, "invalid_request_error", code, msg);
+}
+
+/* on_done for an adapter deployment whose answer has not reached the client. */
+static void adapter_done(chat *c, CURL *e, CURLcode res, const snap_dep *d) {
+  enum metrics_class cls;
+  const char *reason;
+  char rbuf[24];
+  if (c->fail_reason[0]) {
+    cls = c->fail_class;
+    reason = c->fail_reason;
+  } else if (c->err_body) {
+    uint64_t retry_after_ms = 0; /* cooldowns are issue 5: read, not used yet */
+    prov_error pe = d->ops->classify_error(c->status, c->resp.data ? c->resp.data : "",
+                                           c->resp.len, &retry_after_ms);
+    cls = attempt_error_class(pe);
+    if (cls == MC_CLIENT_ERROR) {
+      release_easy(c);
+      adapter_client_error(c, d, pe);
+      chat_free(c);
+      return;
+    }
+    if (pe == PE_NONE) snprintf(rbuf, sizeof rbuf, "http_%d", c->status);
+    else snprintf(rbuf, sizeof rbuf, "%s", prov_error_name(pe));
+    reason = rbuf;
+  } else if (res != CURLE_OK) {
+    classify(res, e, &cls, &reason);
+  } else if (!c->headers_done) {
+    cls = MC_OTHER_ERROR;
+    reason = "garbage";
+  } else if (!c->ri.stream) {
+    buf_reset(&c->out);
+    if (d->ops->decode_response(c->resp.data ? c->resp.data : "", c->resp.len, d->upstream_model,
+                                &c->out, &c->usage) == 0) {
+      release_easy(c);
+      d->stats->success++;
+      account_usage(c, d);
+      chat_respond(c, 200, "application/json", c->out.data, c->out.len);
+      chat_free(c);
+      return;
+    }
+    cls = MC_OTHER_ERROR;
+    reason = "garbage";
+  } else {
+    int rc = stream_adapter_eof(c); /* the last event may complete only at EOF */
+    if (rc != 0) {
+      release_easy(c);
+      if (rc < 0) { c->client_gone = 1; return; } /* on_abort frees */
+      account_usage(c, d);
+      if (c->saw_done) d->stats->success++;
+      else d->stats->errors[MC_OTHER_ERROR]++;
+      stream_finish(c);
+      chat_free(c);
+      return;
+    }
+    cls = MC_OTHER_ERROR;
+    reason = "garbage"; /* 2xx stream without a single canonical event */
+  }
+  if (reason != rbuf) snprintf(rbuf, sizeof rbuf, "%s", reason); /* reset by the next start */
+  release_easy(c);
+  attempt_failed(c, cls, rbuf);
+}
+
 static void on_done(CURL *e, CURLcode res, void *priv) {
   chat *c = priv;
   enum metrics_class cls;
@@ -308,6 +513,7 @@ static void on_done(CURL *e, CURLcode res, void *priv) {
   }
   const snap_dep *d = &c->snap->deps[c->dep];
   if (c->committed) { /* stream: the client has bytes, no failover possible */
+    if (d->ops && res == CURLE_OK && !c->saw_done && !c->terminal_sent) stream_adapter_eof(c);
     account_usage(c, d);
     if (res == CURLE_OK && c->saw_done) d->stats->success++;
     else d->stats->errors[MC_OTHER_ERROR]++;
@@ -316,6 +522,7 @@ static void on_done(CURL *e, CURLcode res, void *priv) {
     chat_free(c);
     return;
   }
+  if (d->ops) { adapter_done(c, e, res, d); return; }
   if (c->fail_reason[0]) { cls = c->fail_class; reason = c->fail_reason; }
   else if (res != CURLE_OK) classify(res, e, &cls, &reason);
   else if (!c->headers_done) { cls = MC_OTHER_ERROR; reason = "garbage"; }

@@ -5,7 +5,13 @@
  * transfer), the route state and the current attempt. An attempt fails over on
  * connect error, timeout, 408/429/5xx or garbage while the client has seen nothing;
  * other 4xx are relayed as they are. Curl callbacks only record decisions; they are
- * acted on when the transfer is done (curl_uv's done callback) or from a uv timer. */
+ * acted on when the transfer is done (curl_uv's done callback) or from a uv timer.
+ *
+ * Deployments of the OpenAI family pass the client body through (model rewritten in
+ * place). Others go through their adapter (providers/provider.h): the request is built
+ * per attempt, a non-2xx error body is read (capped) and classified — retryable classes
+ * fail over, the client's faults are answered OpenAI-shaped without the provider's body —
+ * and answers are decoded into canonical form (whole, or chunk by chunk for streams). */
 #ifndef LLMESH_ATTEMPT_H
 #define LLMESH_ATTEMPT_H
 
@@ -15,6 +21,7 @@
 
 #include "http_server.h"
 #include "metrics.h"
+#include "provider.h"
 #include "request.h"
 #include "route.h"
 #include "snapshot.h"
@@ -24,6 +31,7 @@
 #define ATTEMPT_MAX_BODY (32u << 20)      /* non-stream upstream body cap, bytes */
 #define ATTEMPT_MAX_PRECOMMIT (256u << 10) /* stream bytes buffered before the first event */
 #define ATTEMPT_STREAM_IDLE_MS 30000u     /* stream idle bound when the deployment has no timeout */
+#define ATTEMPT_MAX_ERROR_BODY (64u << 10) /* adapter: non-2xx body bytes read for classification */
 
 typedef struct chat {
   hs_request *req;            /* client request; NULL once answered or aborted */
@@ -64,6 +72,18 @@ typedef struct chat {
   uint64_t prompt_tokens;     /* from the usage chunk / body */
   uint64_t completion_tokens;
   int have_usage;             /* usage was seen */
+  /* adapter attempts (snap_dep.ops != NULL) */
+  prov_request preq;          /* upstream request built by the adapter; outlives the transfer */
+  struct curl_slist *up_hdrs; /* preq's headers as curl wants them; freed with the attempt */
+  prov_stream *ps;            /* stream decoder of the current attempt, NULL when none */
+  const provider_ops *ps_ops; /* adapter that owns ps */
+  buf_t out;                  /* canonical bytes decoded from one upstream chunk / body */
+  prov_usage usage;           /* usage decoded by the adapter this attempt */
+  int err_body;               /* non-2xx answer: reading its body for classify_error */
+  size_t precommit_in;        /* upstream stream bytes decoded before commit, bytes */
+  int terminal_sent;          /* the adapter wrote an in-band error event: no cut event */
+  int n_unexpressible;        /* deployments skipped: request not expressible for them */
+  char bad_request[256];      /* the adapter's message for the last such skip */
   /* outcome */
   char failures[384];         /* "gpt-4-1 http_500, gpt-4-2 timeout" for the final error */
   size_t failures_len;
@@ -88,5 +108,7 @@ void attempt_on_abort(hs_request *req); /* hs on_abort for a chat request */
 void attempt_stream_committed(chat *c);
 void attempt_on_drain(hs_request *req); /* hs on_drain for a chat request */
 uint64_t attempt_chats_in_flight(void);
+/* Counter class of an adapter's error class (failover accounting). */
+enum metrics_class attempt_error_class(prov_error e);
 
 #endif

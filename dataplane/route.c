@@ -35,7 +35,7 @@ static int pick_in_group(const route_state *st, const snapshot *s, const snap_gr
   uint64_t total = 0, fresh_total = 0;
   for (int i = 0; i < g->ndeps; i++) {
     const snap_dep *d = &s->deps[g->deps[i]];
-    if (was_tried(st, g->deps[i])) continue;
+    if (was_tried(st, g->deps[i]) || d->unsupported) continue;
     total += d->weight;
     if (!provider_failed(st, d->provider)) fresh_total += d->weight;
   }
@@ -44,7 +44,7 @@ static int pick_in_group(const route_state *st, const snapshot *s, const snap_gr
   uint64_t r = rng->next(rng->ctx) % (fresh_only ? fresh_total : total);
   for (int i = 0; i < g->ndeps; i++) {
     const snap_dep *d = &s->deps[g->deps[i]];
-    if (was_tried(st, g->deps[i])) continue;
+    if (was_tried(st, g->deps[i]) || d->unsupported) continue;
     if (fresh_only && provider_failed(st, d->provider)) continue;
     if (r < d->weight) return g->deps[i];
     r -= d->weight;
@@ -72,6 +72,10 @@ int route_pick(route_state *st, const snapshot *s, const route_rng *rng) {
 
 void route_failed(route_state *st, const snapshot *s, int dep) {
   if (st->nfailed < ROUTE_MAX_TRIED) st->failed[st->nfailed++] = s->deps[dep].provider;
+}
+
+void route_unused(route_state *st) {
+  if (st->used_in_group) st->used_in_group--;
 }
 
 static uint64_t xorshift_next(void *ctx) {

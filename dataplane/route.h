@@ -1,7 +1,8 @@
 /* route.h — which deployment a request tries next.
  *
  * Weighted random choice within the model group among deployments not yet tried by
- * this request, preferring one whose provider differs from those that already failed;
+ * this request (never one marked unsupported: no adapter for its family), preferring
+ * one whose provider differs from those that already failed;
  * once the group's budget (1 + num_retries attempts) or its deployments are used up,
  * the primary group's fallbacks in order, each with the same budget. Pure functions
  * over a snapshot with an injectable random source, for tests. */
@@ -36,6 +37,10 @@ void route_init(route_state *st, const snapshot *s, int group_idx);
 int route_pick(route_state *st, const snapshot *s, const route_rng *rng);
 /* Records that an attempt on deployment dep failed in a way that counts against it. */
 void route_failed(route_state *st, const snapshot *s, int dep);
+
+/* The last pick could not be sent at all (the request cannot be expressed for that
+ * provider): it stays tried but does not use up the group's attempt budget. */
+void route_unused(route_state *st);
 
 /* A process-wide xorshift source seeded from the OS. */
 const route_rng *route_rng_default(void);

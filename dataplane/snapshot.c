@@ -12,6 +12,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "nng_bridge.h"
+#include "provider.h"
 
 #define SNAPSHOT_MAX_BYTES (64u << 20) /* NNG_OPT_RECVMAXSZ for the SUB dialer */
 #define DEFAULT_TIMEOUT_MS 600000      /* litellm's default request timeout */
@@ -41,6 +42,7 @@ int snapshot_group_find(const snapshot *s, const char *name) {
 static void snapshot_free(snapshot *s) {
   for (int i = 0; i < s->ndeps; i++) {
     free(s->deps[i].url);
+    free(s->deps[i].api_base);
     curl_slist_free_all(s->deps[i].hdrs_json);
     curl_slist_free_all(s->deps[i].hdrs_stream);
   }
@@ -99,6 +101,21 @@ fail:
   return -ENOMEM;
 }
 
+/* Families that speak OpenAI chat completions at api_base + /chat/completions: the
+ * passthrough path (no parse, model rewritten in place). */
+static const char *const openai_families[] = {
+    "openai", "groq", "mistral", "deepseek", "together_ai", "openrouter", "fireworks_ai",
+    "perplexity", "xai", "vllm", "hosted_vllm", "custom_openai", "openai_compatible",
+    "lm_studio", NULL,
+};
+
+static int is_openai_family(const char *p) {
+  if (!*p) return 1; /* an old control plane: everything was openai */
+  for (int i = 0; openai_families[i]; i++)
+    if (!strcmp(p, openai_families[i])) return 1;
+  return 0;
+}
+
 static int dep_build(snapshot *s, snap_dep *d, const Llmesh__Deployment *pd) {
   d->name = pd->name;
   d->group = pd->model_group;
@@ -108,12 +125,20 @@ static int dep_build(snapshot *s, snap_dep *d, const Llmesh__Deployment *pd) {
   d->timeout_ms = pd->timeout_ms ? pd->timeout_ms : s->timeout_ms;
   d->stream_timeout_ms = pd->stream_timeout_ms ? pd->stream_timeout_ms : d->timeout_ms;
   d->connect_timeout_ms = pd->connect_timeout_ms ? pd->connect_timeout_ms : DEFAULT_CONNECT_MS;
+  d->api_key = pd->api_key ? pd->api_key : "";
+  d->api_version = pd->api_version ? pd->api_version : "";
   size_t bl = strlen(pd->api_base);
   while (bl && pd->api_base[bl - 1] == '/') bl--;
+  if (!(d->api_base = strndup(pd->api_base, bl))) return -ENOMEM;
+  if (!(d->stats = metrics_dep_get(d->name, d->group))) return -ENOMEM;
+  if (!is_openai_family(d->provider)) {
+    d->ops = provider_find(d->provider); /* per-attempt URL and headers (attempt.c) */
+    d->unsupported = d->ops == NULL;
+    return 0;
+  }
   if (!(d->url = malloc(bl + sizeof "/chat/completions"))) return -ENOMEM;
   memcpy(d->url, pd->api_base, bl);
   memcpy(d->url + bl, "/chat/completions", sizeof "/chat/completions");
-  if (!(d->stats = metrics_dep_get(d->name, d->group))) return -ENOMEM;
   return dep_headers(d, pd->api_key);
 }
 
@@ -202,6 +227,11 @@ int snapshot_apply(const uint8_t *data, size_t len) {
     LOG_WARN(NULL, "auth_disabled", LF_S("why", "snapshot has no master key; every client is accepted"));
   if (s->has_master_key && s->pb->master_key_sha256.len != 32)
     LOG_ERROR(NULL, "master_key_invalid", LF_I("bytes", s->pb->master_key_sha256.len));
+  for (int i = 0; i < s->ndeps; i++) /* name + family only: never the URL */
+    if (s->deps[i].unsupported)
+      LOG_WARN(NULL, "deployment_unsupported", LF_S("deployment", s->deps[i].name),
+               LF_S("provider", s->deps[i].provider),
+               LF_S("why", "no adapter for this provider family yet; never routed to"));
   if (applied_cb) applied_cb(prev, s, applied_ud);
   snapshot_unref(prev);
   return 0;

@@ -16,13 +16,19 @@
 
 struct curl_slist;
 struct metrics_dep;
+struct provider_ops;
 
 typedef struct snap_dep {
   const char *name;               /* unique deployment name (what clients and metrics see) */
   const char *group;              /* model group alias */
   const char *provider;           /* provider family */
   const char *upstream_model;     /* model name sent upstream */
-  char *url;                      /* api_base + "/chat/completions"; never shown to clients */
+  const struct provider_ops *ops; /* adapter (provider.h); NULL = OpenAI passthrough */
+  int unsupported;                /* no adapter for this family yet: never routed to */
+  char *api_base;                 /* api_base without trailing '/'; never shown to clients */
+  const char *api_key;            /* provider credential, "" when none (adapters) */
+  const char *api_version;        /* provider API version, "" = adapter default */
+  char *url;                      /* passthrough: api_base + "/chat/completions", else NULL */
   struct curl_slist *hdrs_json;   /* upstream headers for a non-stream request */
   struct curl_slist *hdrs_stream; /* the same plus Accept: text/event-stream */
   uint32_t weight;                /* weighted random choice, >= 1 */

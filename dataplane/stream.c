@@ -1,6 +1,7 @@
 /* stream.c — SSE relay with backpressure and cut detection (see stream.h). */
 #include "stream.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "log.h"
@@ -55,8 +56,86 @@ static int commit(chat *c) {
   return 0;
 }
 
+/* Writes c->out to the committed client stream. Returns 0 or -1 (client gone). */
+static int write_out(chat *c) {
+  if (!c->out.len) return 0;
+  int rc = hs_stream_write(c->req, c->out.data, c->out.len);
+  if (rc < 0) { c->client_gone = 1; return -1; }
+  if (!c->req) return -1; /* on_abort ran inside the write */
+  if (rc == 1) c->client_full = 1;
+  return 0;
+}
+
+/* Held canonical bytes + c->out go out with the status line. */
+static int commit_out(chat *c) {
+  if (buf_append(&c->resp, c->out.data, c->out.len)) return -2;
+  return commit(c) < 0 ? -1 : 0;
+}
+
+static size_t adapter_on_data(chat *c, const provider_ops *ops, const char *p, size_t n) {
+  prov_error pe = PE_NONE;
+  if (c->committed) {
+    if (c->client_full) { /* not consumed, not fed: curl delivers it again on unpause */
+      c->paused = 1;
+      return CURL_WRITEFUNC_PAUSE;
+    }
+    c->last_byte_ms = uv_now(c->timer.loop);
+    if (c->saw_done || c->terminal_sent) return n; /* after the end: nothing to say */
+    buf_reset(&c->out);
+    int rc = ops->stream_feed(c->ps, p, n, &c->out, &c->usage, &pe);
+    if (write_out(c) < 0) return CURL_WRITEFUNC_ERROR;
+    if (rc == PS_DONE) c->saw_done = 1;
+    if (rc == PS_ERROR) { /* the adapter wrote the error event: end the stream */
+      c->terminal_sent = 1;
+      LOG_WARN(c->rid, "stream_provider_error", LF_S("deployment", c->snap->deps[c->dep].name),
+               LF_S("class", prov_error_name(pe)));
+      return CURL_WRITEFUNC_ERROR;
+    }
+    if (rc == PS_GARBAGE) return CURL_WRITEFUNC_ERROR; /* on_done: the cut event */
+    return n;
+  }
+  c->precommit_in += n;
+  buf_reset(&c->out);
+  int rc = ops->stream_feed(c->ps, p, n, &c->out, &c->usage, &pe);
+  if (rc == PS_ERROR) { /* in-band error before any byte reached the client: fail over */
+    c->fail_class = attempt_error_class(pe);
+    if (c->fail_class == MC_CLIENT_ERROR) c->fail_class = MC_OTHER_ERROR;
+    snprintf(c->fail_reason, sizeof c->fail_reason, "%s", prov_error_name(pe));
+    return CURL_WRITEFUNC_ERROR;
+  }
+  if (rc == PS_GARBAGE || c->precommit_in > ATTEMPT_MAX_PRECOMMIT) {
+    record_garbage(c);
+    return CURL_WRITEFUNC_ERROR;
+  }
+  if (rc == PS_DONE) c->saw_done = 1;
+  if (c->out.len) {
+    int r = commit_out(c);
+    if (r == -2) { record_garbage(c); return CURL_WRITEFUNC_ERROR; }
+    if (r < 0) { c->client_gone = 1; return CURL_WRITEFUNC_ERROR; }
+  }
+  return c->req ? n : CURL_WRITEFUNC_ERROR;
+}
+
+int stream_adapter_eof(chat *c) {
+  if (!c->ps) return 0;
+  buf_reset(&c->out);
+  int rc = c->ps_ops->stream_end(c->ps, &c->out, &c->usage);
+  if (c->committed) {
+    if (rc == PS_DONE) {
+      if (write_out(c) < 0) return 0; /* stream_finish copes with a gone client */
+      c->saw_done = 1;
+    }
+    return 0;
+  }
+  if (rc != PS_DONE || !c->out.len) return 0;
+  c->saw_done = 1;
+  return commit_out(c) == 0 ? 1 : -1;
+}
+
 size_t stream_on_data(chat *c, const char *p, size_t n) {
   if (!c->req || c->client_gone) return CURL_WRITEFUNC_ERROR;
+  const provider_ops *ops = c->snap->deps[c->dep].ops;
+  if (ops) return adapter_on_data(c, ops, p, n);
   if (c->committed) {
     if (c->client_full) { /* not consumed: curl delivers it again on unpause */
       c->paused = 1;
@@ -90,7 +169,7 @@ int stream_end(chat *c, int stalled) {
     hs_stream_write(c->req, STREAM_STALL_EVENT, sizeof STREAM_STALL_EVENT - 1);
     LOG_WARN(c->rid, "stream_stalled", LF_S("deployment", c->snap->deps[c->dep].name),
              LF_I("idle_ms", c->idle_ms));
-  } else if (!ok) {
+  } else if (!ok && !c->terminal_sent) {
     hs_stream_write(c->req, STREAM_CUT_EVENT, sizeof STREAM_CUT_EVENT - 1);
     LOG_WARN(c->rid, "stream_cut", LF_S("deployment", c->snap->deps[c->dep].name));
   }

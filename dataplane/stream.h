@@ -5,7 +5,11 @@
  * commit on, each upstream chunk is written with hs_stream_write as is; the decoder
  * only watches for [DONE] and usage. When the client's queue is above its high-water
  * mark the transfer is paused (CURL_WRITEFUNC_PAUSE, chunk not consumed) until
- * on_drain. A stream that ends without [DONE] gets an in-band error event. */
+ * on_drain. A stream that ends without [DONE] gets an in-band error event.
+ *
+ * Adapter deployments: every upstream chunk goes through the adapter's stream_feed and
+ * what it produces (canonical SSE) is relayed the same way; commit waits for the first
+ * canonical event. A chunk is fed only when it is consumed (never before a pause). */
 #ifndef LLMESH_STREAM_H
 #define LLMESH_STREAM_H
 
@@ -31,6 +35,11 @@ int stream_finish(chat *c);
 /* stream_finish, or with stalled = 1: the upstream went silent past the idle bound (the
  * transfer is already stopped): ends the client stream with the stall event, no [DONE]. */
 int stream_end(chat *c, int stalled);
+/* Upstream EOF of an adapter stream: lets the adapter finish its last event. Committed:
+ * writes what it produced (saw_done on PS_DONE), returns 0. Not committed: commits when
+ * the stream completed with output, returns 1; 0 when there is nothing to send
+ * (garbage); -1 when the client is gone. */
+int stream_adapter_eof(chat *c);
 /* The client's write queue drained: resume a paused transfer (from the loop). */
 void stream_drain(chat *c);
 /* Resets the relay state for a new attempt. */

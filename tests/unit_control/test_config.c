@@ -280,12 +280,77 @@ static void test_file_errors(void **state) {
   rmdir(dir);
 }
 
+/* The exact mixed config of the provider brief: no prefixes, families from api_base. */
+static void test_provider_inference_mixed(void **state) {
+  cfg_config c;
+  const char *yaml =
+      "model_list:\n"
+      "  - {model_name: gpt-4, litellm_params: {model: gpt-4, api_base: https://api.openai.com/v1, weight: 5}}\n"
+      "  - {model_name: gpt-4, litellm_params: {model: claude-3-5-sonnet-20240620, api_base: https://api.anthropic.com, weight: 3}}\n"
+      "  - {model_name: gpt-4, litellm_params: {model: gemini-1.5-pro, api_base: https://generativelanguage.googleapis.com, weight: 2}}\n";
+  assert_int_equal(parse(yaml, &c), 0);
+  assert_int_equal(c.ndeployments, 3);
+  assert_string_equal(dep(&c, "gpt-4-1")->provider, "openai");
+  assert_string_equal(dep(&c, "gpt-4-1")->upstream_model, "gpt-4");
+  assert_int_equal(dep(&c, "gpt-4-1")->weight, 5);
+  assert_string_equal(dep(&c, "gpt-4-2")->provider, "anthropic");
+  assert_string_equal(dep(&c, "gpt-4-2")->upstream_model, "claude-3-5-sonnet-20240620");
+  assert_string_equal(dep(&c, "gpt-4-2")->api_base, "https://api.anthropic.com");
+  assert_int_equal(dep(&c, "gpt-4-2")->weight, 3);
+  assert_string_equal(dep(&c, "gpt-4-3")->provider, "gemini");
+  assert_string_equal(dep(&c, "gpt-4-3")->upstream_model, "gemini-1.5-pro");
+  assert_int_equal(dep(&c, "gpt-4-3")->weight, 2);
+  cfg_free(&c);
+}
+
+/* Explicit key > prefix > api_base host > model name > openai; defaults per family. */
+static void test_provider_inference_rules(void **state) {
+  cfg_config c;
+  const char *yaml =
+      "model_list:\n"
+      "  - {model_name: a, litellm_params: {model: anthropic/claude-3-haiku}}\n"
+      "  - {model_name: b, litellm_params: {model: claude-3-haiku}}\n"
+      "  - {model_name: c, litellm_params: {model: gemini-1.5-flash}}\n"
+      "  - {model_name: d, litellm_params: {model: gpt-4o, api_base: 'https://me.openai.azure.com/', api_version: '2024-06-01'}}\n"
+      "  - {model_name: e, litellm_params: {model: llama3, api_base: 'http://localhost:11434'}}\n"
+      "  - {model_name: f, litellm_params: {model: claude-mock, api_base: 'http://127.0.0.1:9/v1', provider: openai}}\n"
+      "  - {model_name: g, litellm_params: {model: meta-llama/Llama-3-8b, custom_llm_provider: together_ai}}\n"
+      "  - {model_name: h, litellm_params: {model: gemini/gemini-pro, custom_llm_provider: Gemini}}\n"
+      "  - {model_name: i, litellm_params: {model: my-model, api_base: 'http://10.0.0.1:8000/v1'}}\n"
+      "  - {model_name: j, litellm_params: {model: claude-x, api_base: 'https://generativelanguage.googleapis.com'}}\n";
+  assert_int_equal(parse(yaml, &c), 0);
+  assert_string_equal(dep(&c, "a-1")->provider, "anthropic");
+  assert_string_equal(dep(&c, "a-1")->upstream_model, "claude-3-haiku");
+  assert_string_equal(dep(&c, "a-1")->api_base, "https://api.anthropic.com/v1");
+  assert_string_equal(dep(&c, "b-1")->provider, "anthropic");
+  assert_string_equal(dep(&c, "b-1")->api_base, "https://api.anthropic.com/v1");
+  assert_string_equal(dep(&c, "c-1")->provider, "gemini");
+  assert_string_equal(dep(&c, "c-1")->api_base, "https://generativelanguage.googleapis.com/v1beta");
+  assert_string_equal(dep(&c, "d-1")->provider, "azure");
+  assert_string_equal(dep(&c, "d-1")->api_version, "2024-06-01");
+  assert_string_equal(dep(&c, "e-1")->provider, "ollama");
+  assert_string_equal(dep(&c, "f-1")->provider, "openai");
+  assert_string_equal(dep(&c, "f-1")->upstream_model, "claude-mock");
+  assert_string_equal(dep(&c, "g-1")->provider, "together_ai");
+  assert_string_equal(dep(&c, "g-1")->upstream_model, "meta-llama/Llama-3-8b");
+  assert_string_equal(dep(&c, "h-1")->provider, "gemini");
+  assert_string_equal(dep(&c, "h-1")->upstream_model, "gemini-pro");
+  assert_string_equal(dep(&c, "i-1")->provider, "openai");
+  assert_string_equal(dep(&c, "i-1")->api_base, "http://10.0.0.1:8000/v1");
+  assert_string_equal(dep(&c, "j-1")->provider, "gemini"); /* host beats the model name */
+  cfg_free(&c);
+  expect_error("model_list:\n  - model_name: a\n    litellm_params: {model: x, provider: ''}\n", 3,
+               "provider: must not be empty");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_good_config),      cmocka_unit_test(test_router_defaults),
       cmocka_unit_test(test_unknown_keys_warn), cmocka_unit_test(test_env_resolution),
       cmocka_unit_test(test_errors),           cmocka_unit_test(test_yaml_syntax_error),
       cmocka_unit_test(test_file_errors),
+      cmocka_unit_test(test_provider_inference_mixed),
+      cmocka_unit_test(test_provider_inference_rules),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -63,7 +63,7 @@ static const char *name_of(const snapshot *s, int i) { return i < 0 ? "-" : s->d
 
 static void test_weights(void **st) {
   (void)st;
-  const char *deps[] = {"a,g,p1,1", "b,g,p2,3", "c,g,p3,6"};
+  const char *deps[] = {"a,g,openai,1", "b,g,groq,3", "c,g,mistral,6"};
   snapshot *s = make(deps, 3, NULL, NULL, 0, 0);
   uint64_t seed = 42;
   route_rng rng = {splitmix, &seed};
@@ -84,7 +84,7 @@ static void test_weights(void **st) {
 
 static void test_exclusion_and_budget(void **st) {
   (void)st;
-  const char *deps[] = {"a,g,p1,1", "b,g,p1,1", "c,g,p1,1"};
+  const char *deps[] = {"a,g,openai,1", "b,g,openai,1", "c,g,openai,1"};
   snapshot *s = make(deps, 3, NULL, NULL, 0, 5);
   uint64_t seed = 7;
   route_rng rng = {splitmix, &seed};
@@ -112,8 +112,8 @@ static void test_exclusion_and_budget(void **st) {
 
 static void test_different_provider(void **st) {
   (void)st;
-  /* after a p1 failure, the p2 deployment is chosen even with a tiny weight */
-  const char *deps[] = {"a,g,p1,1000", "b,g,p1,1000", "c,g,p2,1"};
+  /* after an openai failure, the groq deployment is chosen even with a tiny weight */
+  const char *deps[] = {"a,g,openai,1000", "b,g,openai,1000", "c,g,groq,1"};
   snapshot *s = make(deps, 3, NULL, NULL, 0, 3);
   uint64_t seed = 1;
   route_rng rng = {splitmix, &seed};
@@ -128,9 +128,36 @@ static void test_different_provider(void **st) {
   snapshot_unref(s);
 }
 
+/* A family without an adapter (azure, bedrock) is never picked; a group of only those
+ * has nothing to try (503). An adapter family (anthropic) is routable. */
+static void test_unsupported_family(void **st) {
+  (void)st;
+  const char *deps[] = {"az,g,azure,1000", "br,g,bedrock,1000", "oa,g,openai,1", "an,h,anthropic,1",
+                        "x,u,ollama,1"};
+  snapshot *s = make(deps, 5, NULL, NULL, 0, 5);
+  uint64_t seed = 7;
+  route_rng rng = {splitmix, &seed};
+  assert_true(s->deps[0].unsupported && s->deps[1].unsupported && s->deps[4].unsupported);
+  assert_false(s->deps[2].unsupported || s->deps[3].unsupported);
+  assert_non_null(s->deps[3].ops);
+  assert_null(s->deps[2].ops);
+  for (int i = 0; i < 50; i++) {
+    route_state rs;
+    route_init(&rs, s, snapshot_group_find(s, "g"));
+    assert_string_equal(name_of(s, route_pick(&rs, s, &rng)), "oa");
+    assert_int_equal(route_pick(&rs, s, &rng), -1);
+  }
+  route_state rs;
+  route_init(&rs, s, snapshot_group_find(s, "u"));
+  assert_int_equal(route_pick(&rs, s, &rng), -1);
+  route_init(&rs, s, snapshot_group_find(s, "h"));
+  assert_string_equal(name_of(s, route_pick(&rs, s, &rng)), "an");
+  snapshot_unref(s);
+}
+
 static void test_fallbacks(void **st) {
   (void)st;
-  const char *deps[] = {"a1,a,p1,1", "b1,b,p1,1", "c1,c,p2,1", "c2,c,p2,1"};
+  const char *deps[] = {"a1,a,openai,1", "b1,b,openai,1", "c1,c,groq,1", "c2,c,groq,1"};
   const char *fbs[] = {"c", "missing", "b", "a"};
   snapshot *s = make(deps, 4, "a", fbs, 4, 1);
   uint64_t seed = 3;
@@ -160,6 +187,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_weights), cmocka_unit_test(test_exclusion_and_budget),
       cmocka_unit_test(test_different_provider), cmocka_unit_test(test_fallbacks),
+      cmocka_unit_test(test_unsupported_family),
   };
   return cmocka_run_group_tests(tests, NULL, teardown);
 }
