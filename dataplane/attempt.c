@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "curl_uv.h"
+#include "egress.h"
 #include "log.h"
 #include "server.h"
 #include "stream.h"
@@ -46,6 +47,9 @@ static void on_chat_closed(uv_handle_t *h) {
   chat *c = container_of((uv_timer_t *)h, chat, timer);
   adapter_clear(c);
   buf_free(&c->out);
+  buf_free(&c->canon);
+  buf_free(&c->eg);
+  if (c->ais) ai_stream_free(c->ais);
   snapshot_unref(c->snap);
   buf_free(&c->up_body);
   buf_free(&c->resp);
@@ -81,8 +85,17 @@ static void chat_set_dep_headers(chat *c) {
 static void chat_respond(chat *c, int status, const char *ctype, const char *body, size_t len) {
   hs_header h[2] = {{"x-llmesh-deployment", c->hdr_deployment}, {"x-llmesh-attempts", c->hdr_attempts}};
   int nh = c->attempts ? 2 : 0;
-  server_respond(c->req, c->rid, status, ctype, h, nh, body, len,
+  buf_t tr = {0};
+  int rc = egress_whole(c, &status, &ctype, body, len, &tr); /* 1: OpenAI, as is */
+  if (rc == 0) body = tr.data, len = tr.len;
+  if (rc < 0) {
+    server_error(c->req, c->rid, 503, "server_error", "server_busy", "Out of memory.", h, nh,
                  c->dep >= 0 ? c->snap->deps[c->dep].name : NULL, c->attempts);
+  } else {
+    server_respond(c->req, c->rid, status, ctype, h, nh, body, len,
+                   c->dep >= 0 ? c->snap->deps[c->dep].name : NULL, c->attempts);
+  }
+  buf_free(&tr);
   c->req = NULL;
 }
 
@@ -91,8 +104,16 @@ static void chat_error(chat *c, int status, const char *type, const char *code, 
                     {"x-llmesh-attempts", c->hdr_attempts}, {"retry-after", "1"}};
   int nh = c->attempts ? 2 : 0;
   if (status == 429) h[nh++] = h[2];
-  server_error(c->req, c->rid, status, type, code, msg, h, nh,
-               c->dep >= 0 ? c->snap->deps[c->dep].name : NULL, c->attempts);
+  buf_t b = {0};
+  if (c->egress != EGRESS_OPENAI &&
+      egress_error_body(c->egress, status, type, code, msg, &b) == 0) {
+    server_respond(c->req, c->rid, status, "application/json", h, nh, b.data, b.len,
+                   c->dep >= 0 ? c->snap->deps[c->dep].name : NULL, c->attempts);
+  } else {
+    server_error(c->req, c->rid, status, type, code, msg, h, nh,
+                 c->dep >= 0 ? c->snap->deps[c->dep].name : NULL, c->attempts);
+  }
+  buf_free(&b);
   c->req = NULL;
 }
 
@@ -187,7 +208,8 @@ static int include_usage(const chat *c) {
  * Returns 0, ATTEMPT_UNEXPRESSIBLE (message in c->bad_request) or -1. */
 static int adapter_build(chat *c, const snap_dep *d) {
   prov_canon canon = {c->body, c->body_len, c->ri.stream, c->ri.stream && include_usage(c)};
-  prov_target t = {d->api_base, d->api_key, d->upstream_model, d->api_version};
+  prov_target t = {.api_base = d->api_base, .api_key = d->api_key,
+                   .upstream_model = d->upstream_model, .api_version = d->api_version};
   struct curl_slist *h;
   adapter_clear(c);
   int rc = d->ops->build_request(&t, &canon, &c->preq, c->bad_request, sizeof c->bad_request);
@@ -207,6 +229,33 @@ static int adapter_build(chat *c, const snap_dep *d) {
   return 0;
 }
 
+/* adapter_build for an embeddings request: families without embeddings are skipped
+ * like a request they cannot express. */
+static int adapter_build_embeddings(chat *c, const snap_dep *d) {
+  prov_target t = {.api_base = d->api_base, .api_key = d->api_key,
+                   .upstream_model = d->upstream_model, .api_version = d->api_version};
+  struct curl_slist *h;
+  adapter_clear(c);
+  if (!d->ops->build_embeddings) {
+    snprintf(c->bad_request, sizeof c->bad_request,
+             "No deployment of this model supports embeddings (provider family '%s' has none).",
+             d->ops->name);
+    return ATTEMPT_UNEXPRESSIBLE;
+  }
+  int rc = d->ops->build_embeddings(&t, c->body, c->body_len, &c->preq, c->bad_request,
+                                    sizeof c->bad_request);
+  if (rc == -EINVAL) return ATTEMPT_UNEXPRESSIBLE;
+  if (rc || !buf_cstr(&c->preq.url)) return -1;
+  const char *p = c->preq.headers.data;
+  for (int i = 0; i < c->preq.nheaders; i++, p += strlen(p) + 1) {
+    if (!(h = curl_slist_append(c->up_hdrs, p))) return -1;
+    c->up_hdrs = h;
+  }
+  if (!(h = curl_slist_append(c->up_hdrs, "Expect:"))) return -1;
+  c->up_hdrs = h;
+  return 0;
+}
+
 /* Returns 0 started, ATTEMPT_UNEXPRESSIBLE, or -1 (nothing was sent). */
 static int attempt_start(chat *c, int dep) {
   const snap_dep *d = &c->snap->deps[dep];
@@ -214,7 +263,7 @@ static int attempt_start(chat *c, int dep) {
   size_t body_len;
   struct curl_slist *hdrs;
   if (d->ops) {
-    int rc = adapter_build(c, d);
+    int rc = c->op == CHAT_OP_EMBEDDINGS ? adapter_build_embeddings(c, d) : adapter_build(c, d);
     if (rc) return rc;
     url = c->preq.url.data;
     hdrs = c->up_hdrs;
@@ -226,7 +275,7 @@ static int attempt_start(chat *c, int dep) {
       if (req_rewrite_model(&c->up_body, c->body, c->body_len, &c->ri, d->upstream_model)) return -1;
       c->up_model = d->upstream_model;
     }
-    url = d->url;
+    url = c->op == CHAT_OP_EMBEDDINGS ? d->embed_url : d->url;
     hdrs = c->ri.stream ? d->hdrs_stream : d->hdrs_json;
     body = c->up_body.data;
     body_len = c->up_body.len;
@@ -440,6 +489,24 @@ static void adapter_client_error(chat *c, const snap_dep *d, prov_error pe) {
   chat_error(c, status, "invalid_request_error", code, msg);
 }
 
+/* An adapter's embeddings answer → the OpenAI list in c->out (base64 vectors when the
+ * client asked for them, as the openai SDKs do by default). Returns 0 or <0. */
+static int embeddings_decode(chat *c, const snap_dep *d) {
+  buf_reset(&c->out);
+  int rc = d->ops->decode_embeddings(c->resp.data ? c->resp.data : "", c->resp.len,
+                                     c->ri.model, &c->out, &c->usage);
+  if (rc || !c->embed_b64) return rc;
+  buf_t b = {0};
+  rc = prov_embeddings_base64(c->out.data, c->out.len, &b);
+  if (rc == 0) {
+    buf_free(&c->out);
+    c->out = b;
+  } else {
+    buf_free(&b);
+  }
+  return rc;
+}
+
 /* on_done for an adapter deployment whose answer has not reached the client. */
 static void adapter_done(chat *c, CURL *e, CURLcode res, const snap_dep *d) {
   enum metrics_class cls;
@@ -465,6 +532,17 @@ static void adapter_done(chat *c, CURL *e, CURLcode res, const snap_dep *d) {
   } else if (res != CURLE_OK) {
     classify(res, e, &cls, &reason);
   } else if (!c->headers_done) {
+    cls = MC_OTHER_ERROR;
+    reason = "garbage";
+  } else if (c->op == CHAT_OP_EMBEDDINGS) {
+    if (embeddings_decode(c, d) == 0) {
+      release_easy(c);
+      d->stats->success++;
+      account_usage(c, d);
+      chat_respond(c, 200, "application/json", c->out.data, c->out.len);
+      chat_free(c);
+      return;
+    }
     cls = MC_OTHER_ERROR;
     reason = "garbage";
   } else if (!c->ri.stream) {
@@ -587,7 +665,24 @@ int attempt_init(uv_loop_t *loop) { return cu_init(&multi, loop, on_done); }
 void attempt_shutdown(void) { cu_close(&multi); }
 
 void attempt_chat(hs_request *req, snapshot *snap, const req_info *ri, const char *rid, int group) {
+  attempt_serve(req, snap, ri, rid, group, NULL);
+}
+
+/* encoding_format "base64" in an embeddings request body. */
+static int wants_base64(const char *body, size_t len) {
+  size_t off, n;
+  if (req_json_find(body, len, "encoding_format", &off, &n)) return 0;
+  return n == 8 && memcmp(body + off, "\"base64\"", 8) == 0;
+}
+
+void attempt_serve(hs_request *req, snapshot *snap, const req_info *ri, const char *rid, int group,
+                   const chat_opts *o) {
   chat *c = calloc(1, sizeof *c);
+  int anth_stream = o && o->egress == EGRESS_ANTHROPIC && ri->stream;
+  if (c && anth_stream && !(c->ais = ai_stream_new(ri->model))) {
+    free(c);
+    c = NULL;
+  }
   if (!c) {
     server_error(req, rid, 503, "server_error", "server_busy", "Out of memory.", NULL, 0, NULL, 0);
     return;
@@ -598,6 +693,20 @@ void attempt_chat(hs_request *req, snapshot *snap, const req_info *ri, const cha
   c->ri = *ri;
   c->body = req->body;
   c->body_len = req->body_len;
+  if (o) {
+    c->op = o->op;
+    c->egress = o->egress;
+    if (o->canon) { /* moved: the chat owns the canonical body now */
+      c->canon = *o->canon;
+      memset(o->canon, 0, sizeof *o->canon);
+      c->body = c->canon.data;
+      c->body_len = c->canon.len;
+    }
+  }
+  if (c->op == CHAT_OP_EMBEDDINGS) {
+    c->ri.stream = 0; /* embeddings never stream */
+    c->embed_b64 = wants_base64(c->body, c->body_len);
+  }
   c->dep = -1;
   snprintf(c->rid, sizeof c->rid, "%s", rid);
   sse_init(&c->sse);

@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "anthropic_ingress.h"
 #include "http_server.h"
 #include "metrics.h"
 #include "provider.h"
@@ -33,12 +34,41 @@
 #define ATTEMPT_STREAM_IDLE_MS 30000u     /* stream idle bound when the deployment has no timeout */
 #define ATTEMPT_MAX_ERROR_BODY (64u << 10) /* adapter: non-2xx body bytes read for classification */
 
+/* What the client asked for (the upstream operation). */
+enum chat_op {
+  CHAT_OP_COMPLETIONS = 0, /* chat completions (also what /v1/messages becomes) */
+  CHAT_OP_EMBEDDINGS,      /* embeddings: non-stream only */
+};
+
+/* The client's dialect: how canonical (OpenAI) answers are written to the client
+ * (egress.h). The attempt machinery only ever sees canonical bytes. */
+enum chat_egress {
+  EGRESS_OPENAI = 0,  /* as is: the passthrough hot path */
+  EGRESS_ANTHROPIC,   /* Anthropic Messages (POST /v1/messages) */
+};
+
+/* How a request is served beyond its group; zero = an OpenAI chat completion. */
+typedef struct chat_opts {
+  enum chat_op op;         /* upstream operation */
+  enum chat_egress egress; /* client dialect */
+  buf_t *canon;            /* canonical body built by an ingress, moved into the chat
+                            * (emptied); NULL: the client's body is canonical */
+} chat_opts;
+
 typedef struct chat {
   hs_request *req;            /* client request; NULL once answered or aborted */
   snapshot *snap;             /* reference for the request's lifetime */
   char rid[72];               /* request id, in every log line */
   req_info ri;                /* model, stream flag, model span in the client body */
-  const char *body;           /* client body (owned by req: valid while req is set) */
+  const char *body;           /* canonical body: the client's (owned by req: valid while req is
+                               * set) or canon's */
+  buf_t canon;                /* canonical body an ingress built (egress != OPENAI) */
+  int op;                     /* enum chat_op */
+  int egress;                 /* enum chat_egress */
+  int embed_b64;              /* embeddings asked with encoding_format "base64" */
+  ai_stream *ais;             /* Anthropic egress of a stream: canonical SSE → Anthropic SSE */
+  buf_t eg;                   /* egress bytes translated from one canonical chunk */
+  int egress_ended;           /* the egress wrote its terminal event (stop or error) */
   size_t body_len;            /* bytes in body */
   buf_t up_body;              /* upstream body, model rewritten; outlives the transfer */
   const char *up_model;       /* upstream model up_body carries (NULL: none built) */
@@ -102,6 +132,9 @@ void attempt_shutdown(void);
 /* Serves a chat completion for group `group` of snap (takes a snapshot reference);
  * answers req sooner or later. rid: the request id. */
 void attempt_chat(hs_request *req, snapshot *snap, const req_info *ri, const char *rid, int group);
+/* attempt_chat for another operation or client dialect (o may be NULL). */
+void attempt_serve(hs_request *req, snapshot *snap, const req_info *ri, const char *rid, int group,
+                   const chat_opts *o);
 void attempt_on_abort(hs_request *req); /* hs on_abort for a chat request */
 /* The stream was committed: from now on the chat's timer checks that upstream bytes keep
  * coming (at most idle_ms apart, the deployment's timeout_ms), else ends the stream. */

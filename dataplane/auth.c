@@ -9,11 +9,16 @@
 static EVP_MD *sha256; /* fetched once: EVP_sha256() does a locking fetch per use */
 
 int auth_check(const uint8_t *master_sha256, const char *authorization) {
+  if (!master_sha256) return 0;
+  if (!authorization || strncasecmp(authorization, "Bearer ", 7) != 0) return -1;
+  return auth_check_key(master_sha256, authorization + 7);
+}
+
+int auth_check_key(const uint8_t *master_sha256, const char *key) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int dlen = 0;
   if (!master_sha256) return 0;
-  if (!authorization || strncasecmp(authorization, "Bearer ", 7) != 0) return -1;
-  const char *key = authorization + 7;
+  if (!key) return -1;
   while (*key == ' ') key++;
   size_t klen = strlen(key);
   while (klen && (key[klen - 1] == ' ' || key[klen - 1] == '\t')) klen--;

@@ -16,6 +16,8 @@
  * Authorization header value is "Bearer <key>" with SHA-256(key) == master_sha256.
  * Returns -1 otherwise (missing, malformed or wrong). */
 int auth_check(const uint8_t *master_sha256, const char *authorization);
+/* The same for a bare key (Anthropic clients send x-api-key: <key>); NULL key = -1. */
+int auth_check_key(const uint8_t *master_sha256, const char *key);
 void auth_cleanup(void); /* frees the digest fetched once */
 
 #endif

@@ -2,10 +2,12 @@
  * the access log (see server.h). */
 #include "server.h"
 
+#include <errno.h>
 #include <http_parser.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "anthropic_ingress.h"
 #include "attempt.h"
 #include "auth.h"
 #include "log.h"
@@ -112,7 +114,8 @@ static const char *parse_error_code(int err) {
   }
 }
 
-static void handle_chat(hs_request *req, const char *rid) {
+/* POST /v1/chat/completions (op CHAT_OP_COMPLETIONS) and POST /v1/embeddings. */
+static void handle_openai(hs_request *req, const char *rid, enum chat_op op) {
   snapshot *s = snapshot_current();
   req_info ri;
   char msg[400];
@@ -135,13 +138,65 @@ static void handle_chat(hs_request *req, const char *rid) {
     server_error(req, rid, 404, "invalid_request_error", "model_not_found", msg, NULL, 0, NULL, 0);
     return;
   }
-  attempt_chat(req, s, &ri, rid, g);
+  chat_opts o = {.op = op, .egress = EGRESS_OPENAI, .canon = NULL};
+  attempt_serve(req, s, &ri, rid, g, &o);
+}
+
+/* ---- POST /v1/messages: Anthropic in, canonical inside, Anthropic out ------------------ */
+
+/* Anthropic-shaped error {"type":"error","error":{type,message}}, type from the status. */
+static void messages_error(hs_request *req, const char *rid, int status, const char *message) {
+  buf_t b = {0};
+  if (ai_error_body(ai_error_type(status), message, &b))
+    server_error(req, rid, 503, "server_error", "server_busy", "Out of memory.", NULL, 0, NULL, 0);
+  else
+    server_respond(req, rid, status, "application/json", NULL, 0, b.data, b.len, NULL, 0);
+  buf_free(&b);
+}
+
+static void handle_messages(hs_request *req, const char *rid) {
+  snapshot *s = snapshot_current();
+  char msg[400], err[400];
+  if (!s) {
+    messages_error(req, rid, 503, "The gateway has no routing configuration yet; retry shortly.");
+    return;
+  }
+  const uint8_t *mk = s->has_master_key ? s->master_key_sha256 : NULL;
+  if (auth_check(mk, hs_header_get(req, "authorization")) &&
+      auth_check_key(mk, hs_header_get(req, "x-api-key"))) {
+    messages_error(req, rid, 401, "Invalid or missing API key. Pass it as 'x-api-key: <key>' or "
+                                  "'Authorization: Bearer <key>'.");
+    return;
+  }
+  buf_t canon = {0};
+  ai_req_info ai;
+  req_info ri;
+  int rc = ai_request_to_openai(req->body, req->body_len, &canon, &ai, err, sizeof err);
+  if (rc == -EINVAL) {
+    messages_error(req, rid, 400, err);
+  } else if (rc) {
+    messages_error(req, rid, 503, "Out of memory.");
+  } else if ((rc = req_parse(canon.data, canon.len, &ri))) { /* our own output: not expected */
+    messages_error(req, rid, 400, req_strerror(rc));
+  } else {
+    int g = snapshot_group_find(s, ri.model);
+    if (g < 0) {
+      snprintf(msg, sizeof msg, "model: '%.200s' does not exist or is not served by this gateway.",
+               ri.model);
+      messages_error(req, rid, 404, msg);
+    } else {
+      if (ai.dropped[0]) LOG_DEBUG(rid, "ingress_dropped", LF_S("fields", ai.dropped));
+      chat_opts o = {.op = CHAT_OP_COMPLETIONS, .egress = EGRESS_ANTHROPIC, .canon = &canon};
+      attempt_serve(req, s, &ri, rid, g, &o); /* takes canon */
+    }
+  }
+  buf_free(&canon);
 }
 
 static void handle_models(hs_request *req, const char *rid) {
   snapshot *s = snapshot_current();
   buf_t b = {0};
-  char esc[512];
+  char esc[512], own[128];
   if (!s) {
     server_error(req, rid, 503, "server_error", "not_ready",
                  "The gateway has no routing configuration yet; retry shortly.", NULL, 0, NULL, 0);
@@ -150,9 +205,18 @@ static void handle_models(hs_request *req, const char *rid) {
   if (check_auth(req, rid, s)) return;
   int rc = buf_printf(&b, "{\"object\":\"list\",\"data\":[");
   for (int i = 0; i < s->ngroups; i++) {
-    log_json_escape(esc, sizeof esc, s->groups[i].name, strlen(s->groups[i].name));
-    rc |= buf_printf(&b, "%s{\"id\":\"%s\",\"object\":\"model\",\"created\":%llu,\"owned_by\":\"llmesh\"}",
-                     i ? "," : "", esc, (unsigned long long)(s->epoch / 1000));
+    const snap_group *g = &s->groups[i];
+    const char *owner = "llmesh"; /* no deployment this worker can route to */
+    for (int k = 0; k < g->ndeps; k++) {
+      const snap_dep *d = &s->deps[g->deps[k]];
+      if (d->unsupported) continue;
+      owner = *d->provider ? d->provider : "openai"; /* "": an old control plane, all openai */
+      break;
+    }
+    log_json_escape(esc, sizeof esc, g->name, strlen(g->name));
+    log_json_escape(own, sizeof own, owner, strlen(owner));
+    rc |= buf_printf(&b, "%s{\"id\":\"%s\",\"object\":\"model\",\"created\":%llu,\"owned_by\":\"%s\"}",
+                     i ? "," : "", esc, (unsigned long long)(s->epoch / 1000), own);
   }
   rc |= buf_printf(&b, "]}");
   if (rc) server_error(req, rid, 503, "server_error", "server_busy", "Out of memory.", NULL, 0, NULL, 0);
@@ -184,9 +248,20 @@ void server_on_request(hs_request *req, void *ud) {
   request_id(req, rid, sizeof rid);
   req->user = NULL;
   if (strcmp(p, "/v1/chat/completions") == 0 || strcmp(p, "/chat/completions") == 0) {
-    if (req->method == HTTP_POST) handle_chat(req, rid);
+    if (req->method == HTTP_POST) handle_openai(req, rid, CHAT_OP_COMPLETIONS);
     else server_error(req, rid, 405, "invalid_request_error", "method_not_allowed",
                       "Use POST for /v1/chat/completions.", NULL, 0, NULL, 0);
+    return;
+  }
+  if (strcmp(p, "/v1/messages") == 0) {
+    if (req->method == HTTP_POST) handle_messages(req, rid);
+    else messages_error(req, rid, 405, "Use POST for /v1/messages.");
+    return;
+  }
+  if (strcmp(p, "/v1/embeddings") == 0 || strcmp(p, "/embeddings") == 0) {
+    if (req->method == HTTP_POST) handle_openai(req, rid, CHAT_OP_EMBEDDINGS);
+    else server_error(req, rid, 405, "invalid_request_error", "method_not_allowed",
+                      "Use POST for /v1/embeddings.", NULL, 0, NULL, 0);
     return;
   }
   int known = strcmp(p, "/v1/models") == 0 || strcmp(p, "/healthz") == 0 ||

@@ -42,6 +42,7 @@ int snapshot_group_find(const snapshot *s, const char *name) {
 static void snapshot_free(snapshot *s) {
   for (int i = 0; i < s->ndeps; i++) {
     free(s->deps[i].url);
+    free(s->deps[i].embed_url);
     free(s->deps[i].api_base);
     curl_slist_free_all(s->deps[i].hdrs_json);
     curl_slist_free_all(s->deps[i].hdrs_stream);
@@ -139,6 +140,9 @@ static int dep_build(snapshot *s, snap_dep *d, const Llmesh__Deployment *pd) {
   if (!(d->url = malloc(bl + sizeof "/chat/completions"))) return -ENOMEM;
   memcpy(d->url, pd->api_base, bl);
   memcpy(d->url + bl, "/chat/completions", sizeof "/chat/completions");
+  if (!(d->embed_url = malloc(bl + sizeof "/embeddings"))) return -ENOMEM;
+  memcpy(d->embed_url, pd->api_base, bl);
+  memcpy(d->embed_url + bl, "/embeddings", sizeof "/embeddings");
   return dep_headers(d, pd->api_key);
 }
 

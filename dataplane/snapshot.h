@@ -29,6 +29,7 @@ typedef struct snap_dep {
   const char *api_key;            /* provider credential, "" when none (adapters) */
   const char *api_version;        /* provider API version, "" = adapter default */
   char *url;                      /* passthrough: api_base + "/chat/completions", else NULL */
+  char *embed_url;                /* passthrough: api_base + "/embeddings", else NULL */
   struct curl_slist *hdrs_json;   /* upstream headers for a non-stream request */
   struct curl_slist *hdrs_stream; /* the same plus Accept: text/event-stream */
   uint32_t weight;                /* weighted random choice, >= 1 */

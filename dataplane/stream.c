@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "egress.h"
 #include "log.h"
 #include "server.h"
 
@@ -49,7 +50,7 @@ static int commit(chat *c) {
   if (server_stream_begin(c->req, c->rid, 200, "text/event-stream", h, 3) < 0) return -1;
   c->committed = 1;
   metrics_active_streams++;
-  int rc = hs_stream_write(c->req, c->resp.data, c->resp.len);
+  int rc = egress_stream_write(c, c->resp.data, c->resp.len);
   buf_free(&c->resp); /* held bytes are out: a long-lived stream keeps no buffer for them */
   if (rc < 0) return -1;
   if (rc == 1) c->client_full = 1;
@@ -59,7 +60,7 @@ static int commit(chat *c) {
 /* Writes c->out to the committed client stream. Returns 0 or -1 (client gone). */
 static int write_out(chat *c) {
   if (!c->out.len) return 0;
-  int rc = hs_stream_write(c->req, c->out.data, c->out.len);
+  int rc = egress_stream_write(c, c->out.data, c->out.len);
   if (rc < 0) { c->client_gone = 1; return -1; }
   if (!c->req) return -1; /* on_abort ran inside the write */
   if (rc == 1) c->client_full = 1;
@@ -85,6 +86,7 @@ static size_t adapter_on_data(chat *c, const provider_ops *ops, const char *p, s
     int rc = ops->stream_feed(c->ps, p, n, &c->out, &c->usage, &pe);
     if (write_out(c) < 0) return CURL_WRITEFUNC_ERROR;
     if (rc == PS_DONE) c->saw_done = 1;
+    if (c->terminal_sent && rc != PS_ERROR) return CURL_WRITEFUNC_ERROR; /* egress ended it */
     if (rc == PS_ERROR) { /* the adapter wrote the error event: end the stream */
       c->terminal_sent = 1;
       LOG_WARN(c->rid, "stream_provider_error", LF_S("deployment", c->snap->deps[c->dep].name),
@@ -143,10 +145,12 @@ size_t stream_on_data(chat *c, const char *p, size_t n) {
     }
     c->last_byte_ms = uv_now(c->timer.loop); /* cached loop time: no syscall per chunk */
     sse_feed(&c->sse, p, n, on_event, c); /* accounting only; bytes pass as they are */
-    int rc = hs_stream_write(c->req, p, n);
+    int rc = c->egress == EGRESS_OPENAI ? hs_stream_write(c->req, p, n)
+                                        : egress_stream_write(c, p, n);
     if (rc < 0) { c->client_gone = 1; return CURL_WRITEFUNC_ERROR; }
     if (!c->req) return CURL_WRITEFUNC_ERROR; /* on_abort ran inside the write */
     if (rc == 1) c->client_full = 1;
+    if (c->terminal_sent) return CURL_WRITEFUNC_ERROR; /* the egress wrote an error event */
     return n;
   }
   if (buf_append(&c->resp, p, n) || sse_feed(&c->sse, p, n, on_event, c) < 0 ||
@@ -158,7 +162,7 @@ size_t stream_on_data(chat *c, const char *p, size_t n) {
     c->client_gone = 1;
     return CURL_WRITEFUNC_ERROR;
   }
-  return c->req ? n : CURL_WRITEFUNC_ERROR;
+  return c->req && !c->terminal_sent ? n : CURL_WRITEFUNC_ERROR;
 }
 
 int stream_finish(chat *c) { return stream_end(c, 0); }
@@ -166,11 +170,11 @@ int stream_finish(chat *c) { return stream_end(c, 0); }
 int stream_end(chat *c, int stalled) {
   int ok = c->saw_done && !stalled;
   if (stalled) {
-    hs_stream_write(c->req, STREAM_STALL_EVENT, sizeof STREAM_STALL_EVENT - 1);
+    egress_stream_fail(c, 1);
     LOG_WARN(c->rid, "stream_stalled", LF_S("deployment", c->snap->deps[c->dep].name),
              LF_I("idle_ms", c->idle_ms));
   } else if (!ok && !c->terminal_sent) {
-    hs_stream_write(c->req, STREAM_CUT_EVENT, sizeof STREAM_CUT_EVENT - 1);
+    egress_stream_fail(c, 0);
     LOG_WARN(c->rid, "stream_cut", LF_S("deployment", c->snap->deps[c->dep].name));
   }
   server_access_log(c->req, c->rid, 200, c->snap->deps[c->dep].name, c->attempts);

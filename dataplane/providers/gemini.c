@@ -709,4 +709,6 @@ const provider_ops prov_gemini = {
     .stream_end = gemini_stream_end,
     .stream_free = gemini_stream_free,
     .classify_error = gemini_classify_error,
+    .build_embeddings = gemini_build_embeddings,
+    .decode_embeddings = gemini_decode_embeddings,
 };

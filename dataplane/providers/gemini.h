@@ -30,4 +30,10 @@ int gemini_stream_feed(prov_stream *s, const char *data, size_t len, buf_t *out,
 int gemini_stream_end(prov_stream *s, buf_t *out, prov_usage *usage);
 void gemini_stream_free(prov_stream *s);
 
+/* Embeddings (gemini_embed.c): :batchEmbedContents; contracts as in provider_ops. */
+int gemini_build_embeddings(const prov_target *t, const char *body, size_t len, prov_request *out,
+                            char *err, size_t errlen);
+int gemini_decode_embeddings(const char *body, size_t len, const char *model, buf_t *out,
+                             prov_usage *usage);
+
 #endif

@@ -41,6 +41,9 @@ int prov_request_header(prov_request *r, const char *name, const char *value) {
 static const provider_ops *const registry[] = {
     &prov_anthropic,
     &prov_gemini,
+    &prov_bedrock,
+    &prov_vertex,
+    &prov_azure, &prov_ollama,
     NULL,
 };
 

@@ -47,6 +47,17 @@ typedef struct prov_target {
   const char *api_key;        /* provider credential, "" when none */
   const char *upstream_model; /* model name the provider knows */
   const char *api_version;    /* azure api-version / anthropic-version override, "" = default */
+  /* AWS (bedrock): SigV4 credentials and region. NULL or "" when unused; bedrock falls back
+   * to api_key as a Bedrock API key (Authorization: Bearer) without an access key id. */
+  const char *aws_access_key_id;     /* AKIA.../ASIA..., "" = no SigV4 */
+  const char *aws_secret_access_key; /* secret of that key id */
+  const char *aws_session_token;     /* STS session token for temporary credentials, "" = none */
+  const char *aws_region;            /* e.g. "us-east-1": host and signing scope */
+  /* Google Vertex AI (vertex.c): project and location of the deployment, and the OAuth2
+   * access token the worker minted for it (gcp_token.h). NULL or "" when unused. */
+  const char *gcp_project;  /* project id, e.g. "my-project-123"; "" = from a full Vertex api_base */
+  const char *gcp_location; /* region, e.g. "us-central1", or "global"; "" = us-central1 */
+  const char *access_token; /* short-lived OAuth2 token sent as "Authorization: Bearer", "" = none */
 } prov_target;
 
 /* An upstream request built by an adapter. Free with prov_request_free. */
@@ -116,11 +127,31 @@ typedef struct provider_ops {
   /* Classifies a non-2xx answer. retry_after_ms: from the body when the provider puts
    * it there (Gemini RetryInfo), else left untouched (headers are read by the caller). */
   prov_error (*classify_error)(int status, const char *body, size_t len, uint64_t *retry_after_ms);
+
+  /* Embeddings (optional; NULL = the family has none: never routed an embeddings request).
+   * build_embeddings: OpenAI /v1/embeddings request body → upstream request; 0, -EINVAL
+   * with a client-facing err (→ 400 when no deployment can take it), or -ENOMEM.
+   * decode_embeddings: a 2xx upstream body → OpenAI {"object":"list","data":[{"object":
+   * "embedding","index","embedding":[floats]}],"model","usage"} appended to out; 0 or
+   * PS_GARBAGE. encoding_format "base64" is applied by the caller (prov_embeddings_base64). */
+  int (*build_embeddings)(const prov_target *t, const char *body, size_t len, prov_request *out,
+                          char *err, size_t errlen);
+  int (*decode_embeddings)(const char *body, size_t len, const char *model, buf_t *out,
+                           prov_usage *usage);
 } provider_ops;
 
 extern const provider_ops prov_openai;
 extern const provider_ops prov_anthropic;
 extern const provider_ops prov_gemini;
+extern const provider_ops prov_bedrock;
+extern const provider_ops prov_vertex; /* Gemini and Claude on Google Vertex AI */
+extern const provider_ops prov_azure;
+extern const provider_ops prov_ollama;
+
+/* OpenAI embeddings list JSON with float arrays → the same with every `embedding` as the
+ * base64 of its little-endian float32 values (encoding_format "base64"), appended to out.
+ * Returns 0, PS_GARBAGE (not such a list) or -ENOMEM. (providers/embeddings.c) */
+int prov_embeddings_base64(const char *json, size_t len, buf_t *out);
 
 /* Looks an adapter up by provider family name; NULL if unknown. */
 const provider_ops *provider_find(const char *name);

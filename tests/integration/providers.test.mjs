@@ -221,13 +221,14 @@ itest('unsupported provider families are never routed to and warned about once',
   const m = await env.startMock('ok-1');
   const cluster = await env.startCluster({
     model_list: [
-      deployment('az', { model: 'azure/gpt-4o', api_base: m.apiBase, api_key: 'x', api_version: '2024-06-01' }),
-      deployment('mix', { model: 'bedrock/anthropic.claude-v2', api_base: m.apiBase, api_key: 'x' }),
+      // families no adapter exists for (azure and bedrock have adapters now)
+      deployment('co', { model: 'cohere/command-r', api_base: m.apiBase, api_key: 'x', api_version: '2024-06-01' }),
+      deployment('mix', { model: 'sagemaker/jumpstart-llm', api_base: m.apiBase, api_key: 'x' }),
       deployment('mix', { model: 'openai/gpt-4o', api_base: m.apiBase, api_key: 'x' }),
     ],
   });
   const w = cluster.worker;
-  const r = await w.chat({ model: 'az', messages });
+  const r = await w.chat({ model: 'co', messages });
   assertOpenAIError(r, 503, 'no_deployment_available');
   assertNoLeak(r.text, { ports: [m.port] });
   for (let i = 0; i < 5; i++) {
@@ -238,7 +239,7 @@ itest('unsupported provider families are never routed to and warned about once',
   assert.equal((await m.stats()).requests, 5, 'only the openai deployment was called');
   const logText = env.procs.find((p) => p.name.startsWith('worker')).log();
   const warns = env.procs.find((p) => p.name.startsWith('worker')).jsonLog().filter((l) => l.event === 'deployment_unsupported');
-  assert.deepEqual(warns.map((l) => `${l.deployment}:${l.provider}`).sort(), ['az-1:azure', 'mix-1:bedrock']);
+  assert.deepEqual(warns.map((l) => `${l.deployment}:${l.provider}`).sort(), ['co-1:cohere', 'mix-1:sagemaker']);
   assert.ok(!logText.includes(m.apiBase), 'the warning never carries the URL');
 });
 

@@ -128,12 +128,12 @@ static void test_different_provider(void **st) {
   snapshot_unref(s);
 }
 
-/* A family without an adapter (azure, bedrock) is never picked; a group of only those
+/* A family without an adapter (cohere, sagemaker) is never picked; a group of only those
  * has nothing to try (503). An adapter family (anthropic) is routable. */
 static void test_unsupported_family(void **st) {
   (void)st;
-  const char *deps[] = {"az,g,azure,1000", "br,g,bedrock,1000", "oa,g,openai,1", "an,h,anthropic,1",
-                        "x,u,ollama,1"};
+  const char *deps[] = {"az,g,cohere,1000", "br,g,sagemaker,1000", "oa,g,openai,1", "an,h,anthropic,1",
+                        "x,u,replicate,1"};
   snapshot *s = make(deps, 5, NULL, NULL, 0, 5);
   uint64_t seed = 7;
   route_rng rng = {splitmix, &seed};

@@ -35,7 +35,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   buf_free(&a);
   buf_free(&b);
 
-  prov_target t = {"https://api.anthropic.com/v1", "k", "claude-3-5-haiku", ""};
+  prov_target t = {.api_base = "https://api.anthropic.com/v1", .api_key = "k",
+                   .upstream_model = "claude-3-5-haiku", .api_version = ""};
   prov_canon c = {.body = p, .len = size, .stream = iu};
   prov_request r = {0};
   char err[128];

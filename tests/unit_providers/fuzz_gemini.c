@@ -23,8 +23,9 @@ static void run_stream(const char *p, size_t n, size_t cut, int usage, buf_t *ou
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *p = (const char *)data;
-  static const prov_target t = {"https://generativelanguage.googleapis.com/v1beta", "k",
-                                "gemini-2.5-flash", ""};
+  static const prov_target t = {.api_base = "https://generativelanguage.googleapis.com/v1beta",
+                                .api_key = "k", .upstream_model = "gemini-2.5-flash",
+                                .api_version = ""};
   prov_canon c = {p, size, size && (data[0] & 1), size && (data[0] & 2)};
   prov_request r = {0};
   char err[256];

@@ -198,7 +198,8 @@ static void test_request_urls(void **st) {
   };
   const char *body = "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
   for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
-    prov_target t = {cases[i].base, cases[i].key, cases[i].model, ""};
+    prov_target t = {.api_base = cases[i].base, .api_key = cases[i].key,
+                     .upstream_model = cases[i].model, .api_version = ""};
     prov_canon c = {body, strlen(body), cases[i].stream, 0};
     prov_request r = {0};
     char err[256] = "";
