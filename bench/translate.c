@@ -149,7 +149,7 @@ static void make_script(void) {
   size_t al = strlen(TOOL_ARGS), at = 0;
   for (int i = 0; i < N_ARGS; i++) {
     size_t next = al * (size_t)(i + 1) / N_ARGS;
-    arg_pieces[i] = strndup(TOOL_ARGS + at, next - at);
+    arg_pieces[i] = strndup(&TOOL_ARGS[at], next - at);
     at = next;
   }
 }

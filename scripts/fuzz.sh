@@ -10,7 +10,10 @@ cc=$(command -v clang-14 || command -v clang || true)
 
 if [[ -f build-fuzz/build.ninja ]]; then meson setup --reconfigure build-fuzz >/dev/null
 else CC=$cc meson setup build-fuzz -Dfuzz=true -Db_lundef=false >/dev/null; fi
-meson compile -C build-fuzz >/dev/null
+if ! meson compile -C build-fuzz >/tmp/llmesh-fuzz-build.log 2>&1; then
+  grep -E "error|FAILED" /tmp/llmesh-fuzz-build.log | head -20 >&2
+  echo "fuzz: build failed (full log /tmp/llmesh-fuzz-build.log)" >&2; exit 1
+fi
 
 tmp=$(mktemp -d /tmp/llmesh-fuzz.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
