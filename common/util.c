@@ -80,6 +80,37 @@ void buf_consume(buf_t *b, size_t n) {
   b->len -= n;
 }
 
+int buf_json_quote(buf_t *b, const char *s, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  if (BUF_LIT(b, "\"")) return -ENOMEM;
+  size_t run = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    if (ch >= 0x20 && ch != '"' && ch != '\\') continue;
+    if (buf_append(b, s + run, i - run)) return -ENOMEM;
+    run = i + 1;
+    char e[7] = {'\\', 0};
+    size_t el = 2;
+    switch (ch) {
+      case '"': e[1] = '"'; break;
+      case '\\': e[1] = '\\'; break;
+      case '\n': e[1] = 'n'; break;
+      case '\r': e[1] = 'r'; break;
+      case '\t': e[1] = 't'; break;
+      case '\b': e[1] = 'b'; break;
+      case '\f': e[1] = 'f'; break;
+      default:
+        memcpy(e + 1, "u00", 3);
+        e[4] = hex[ch >> 4];
+        e[5] = hex[ch & 15];
+        el = 6;
+    }
+    if (buf_append(b, e, el)) return -ENOMEM;
+  }
+  if (buf_append(b, s + run, n - run) || BUF_LIT(b, "\"")) return -ENOMEM;
+  return 0;
+}
+
 void buf_reset(buf_t *b) { b->len = 0; }
 
 void buf_free(buf_t *b) {

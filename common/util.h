@@ -25,6 +25,10 @@ int buf_append(buf_t *b, const void *p, size_t n);
 int buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const char *buf_cstr(buf_t *b);    /* NUL-terminates (not counted in len); NULL on ENOMEM */
 void buf_consume(buf_t *b, size_t n); /* drop n bytes from the front */
+/* Appends s (n bytes) as a quoted JSON string literal (RFC 8259 escapes; bytes >= 0x80
+ * pass through, so valid UTF-8 stays valid). Returns 0 or -ENOMEM. */
+int buf_json_quote(buf_t *b, const char *s, size_t n);
+#define BUF_LIT(b, s) buf_append((b), (s), sizeof(s) - 1) /* appends a string literal */
 void buf_reset(buf_t *b);          /* len = 0, keeps memory */
 void buf_free(buf_t *b);
 

@@ -91,39 +91,8 @@
 
 /* ---------------------------------------------------------------- shared helpers */
 
-/* Appends s as a JSON string literal (quotes included). s is UTF-8 from jansson. */
-static int esc_append(buf_t *b, const char *s, size_t n) {
-  static const char hex[] = "0123456789abcdef";
-  if (LIT(b, "\"")) return -ENOMEM;
-  size_t run = 0;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char ch = (unsigned char)s[i];
-    if (ch >= 0x20 && ch != '"' && ch != '\\') continue;
-    if (buf_append(b, s + run, i - run)) return -ENOMEM;
-    run = i + 1;
-    char e[7] = {'\\', 0};
-    size_t el = 2;
-    switch (ch) {
-      case '"': e[1] = '"'; break;
-      case '\\': e[1] = '\\'; break;
-      case '\n': e[1] = 'n'; break;
-      case '\r': e[1] = 'r'; break;
-      case '\t': e[1] = 't'; break;
-      case '\b': e[1] = 'b'; break;
-      case '\f': e[1] = 'f'; break;
-      default:
-        memcpy(e + 1, "u00", 3);
-        e[4] = hex[ch >> 4];
-        e[5] = hex[ch & 15];
-        el = 6;
-    }
-    if (buf_append(b, e, el)) return -ENOMEM;
-  }
-  if (buf_append(b, s + run, n - run) || LIT(b, "\"")) return -ENOMEM;
-  return 0;
-}
 
-static int esc_cstr(buf_t *b, const char *s) { return esc_append(b, s, strlen(s)); }
+static int esc_cstr(buf_t *b, const char *s) { return buf_json_quote(b, s, strlen(s)); }
 
 static const char *str_or(const json_t *v, const char *dflt) {
   return json_is_string(v) ? json_string_value(v) : dflt;
@@ -147,7 +116,7 @@ static int msg_id_append(buf_t *b, const char *id) {
   if (!id || !*id) return esc_cstr(b, AI_NO_ID);
   if (!strncmp(id, "msg_", 4)) return esc_cstr(b, id);
   buf_t t = {0};
-  int rc = LIT(&t, "msg_") || buf_append(&t, id, strlen(id)) ? -ENOMEM : esc_append(b, t.data, t.len);
+  int rc = LIT(&t, "msg_") || buf_append(&t, id, strlen(id)) ? -ENOMEM : buf_json_quote(b, t.data, t.len);
   buf_free(&t);
   return rc;
 }
@@ -765,7 +734,7 @@ int ai_response_from_openai(const char *body, size_t len, const char *model, buf
       !esc_cstr(&o, model ? model : "") && !LIT(&o, ",\"content\":") &&
       !buf_append(&o, cs, strlen(cs)) && !buf_printf(&o, ",\"stop_reason\":\"%s\"", sr) &&
       !LIT(&o, ",\"stop_sequence\":") &&
-      !(seq ? esc_append(&o, json_string_value(matched), json_string_length(matched))
+      !(seq ? buf_json_quote(&o, json_string_value(matched), json_string_length(matched))
             : LIT(&o, "null")) &&
       !LIT(&o, ",\"usage\":") && !buf_append(&o, us, strlen(us)) && !LIT(&o, "}") &&
       !buf_append(out, o.data, o.len))
@@ -870,7 +839,7 @@ static int emit_text(ai_stream *s, const json_t *text) {
   }
   if (ev_begin(o, "content_block_delta") || buf_printf(o, ",\"index\":%d", s->nblocks - 1) ||
       LIT(o, ",\"delta\":{\"type\":\"text_delta\",\"text\":") ||
-      esc_append(o, json_string_value(text), json_string_length(text)) || LIT(o, "}") || ev_end(o))
+      buf_json_quote(o, json_string_value(text), json_string_length(text)) || LIT(o, "}") || ev_end(o))
     return -ENOMEM;
   return 0;
 }
@@ -911,7 +880,7 @@ static int on_tool_delta(ai_stream *s, const json_t *tc) {
   if (s->tools[idx] != TOOL_OPEN) return AI_GARBAGE; /* interleaved: its block is closed */
   if (ev_begin(o, "content_block_delta") || buf_printf(o, ",\"index\":%d", s->nblocks - 1) ||
       LIT(o, ",\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":") ||
-      esc_append(o, json_string_value(args), json_string_length(args)) || LIT(o, "}") || ev_end(o))
+      buf_json_quote(o, json_string_value(args), json_string_length(args)) || LIT(o, "}") || ev_end(o))
     return -ENOMEM;
   return 0;
 }

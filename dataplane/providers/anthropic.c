@@ -101,41 +101,10 @@ static int64_t anth_now(void) { return anth_fixed_now ? anth_fixed_now : (int64_
 
 /* ---------------------------------------------------------------- shared helpers */
 
-/* Appends s as a JSON string literal (quotes included). s is UTF-8 from jansson. */
-static int esc_append(buf_t *b, const char *s, size_t n) {
-  static const char hex[] = "0123456789abcdef";
-  if (LIT(b, "\"")) return -ENOMEM;
-  size_t run = 0;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char ch = (unsigned char)s[i];
-    if (ch >= 0x20 && ch != '"' && ch != '\\') continue;
-    if (buf_append(b, s + run, i - run)) return -ENOMEM;
-    run = i + 1;
-    char e[7] = {'\\', 0};
-    size_t el = 2;
-    switch (ch) {
-      case '"': e[1] = '"'; break;
-      case '\\': e[1] = '\\'; break;
-      case '\n': e[1] = 'n'; break;
-      case '\r': e[1] = 'r'; break;
-      case '\t': e[1] = 't'; break;
-      case '\b': e[1] = 'b'; break;
-      case '\f': e[1] = 'f'; break;
-      default:
-        memcpy(e + 1, "u00", 3);
-        e[4] = hex[ch >> 4];
-        e[5] = hex[ch & 15];
-        el = 6;
-    }
-    if (buf_append(b, e, el)) return -ENOMEM;
-  }
-  if (buf_append(b, s + run, n - run) || LIT(b, "\"")) return -ENOMEM;
-  return 0;
-}
 
 static int esc_json(buf_t *b, const json_t *str) {
-  if (!json_is_string(str)) return esc_append(b, "", 0);
-  return esc_append(b, json_string_value(str), json_string_length(str));
+  if (!json_is_string(str)) return buf_json_quote(b, "", 0);
+  return buf_json_quote(b, json_string_value(str), json_string_length(str));
 }
 
 static const char *str_or(const json_t *v, const char *dflt) {
@@ -815,7 +784,7 @@ static int chunk_tool(prov_stream *s, int tool, const json_t *id, const json_t *
   } else if (!rc) {
     rc = LIT(&d, "\"function\":{");
   }
-  if (!rc) rc = LIT(&d, "\"arguments\":") || esc_append(&d, args, alen) ||
+  if (!rc) rc = LIT(&d, "\"arguments\":") || buf_json_quote(&d, args, alen) ||
                 LIT(&d, "}}]}");
   if (!rc) rc = chunk_write(s, d.data, d.len, NULL);
   buf_free(&d);
@@ -849,7 +818,7 @@ static int on_message_start(prov_stream *s, const json_t *ev) {
   if (LIT(h, "data: {\"id\":") || esc_json(h, json_object_get(msg, "id")) ||
       buf_printf(h, ",\"object\":\"chat.completion.chunk\",\"created\":%lld,\"model\":",
                  (long long)s->created) ||
-      esc_append(h, s->model, strlen(s->model)) || LIT(h, ","))
+      buf_json_quote(h, s->model, strlen(s->model)) || LIT(h, ","))
     return PS_GARBAGE;
   static const char role[] = "{\"role\":\"assistant\",\"content\":\"\"}";
   return chunk_write(s, role, sizeof role - 1, NULL) ? PS_GARBAGE : PS_MORE;
@@ -930,8 +899,8 @@ static int on_error(prov_stream *s, const json_t *ev) {
                       : !strcmp(type, "invalid_request_error") ? "invalid_request_error"
                                                                : "server_error";
   buf_t *o = s->out;
-  if (LIT(o, "data: {\"error\":{\"message\":") || esc_append(o, msg, strlen(msg)) ||
-      buf_printf(o, ",\"type\":\"%s\",\"code\":", otype) || esc_append(o, type, strlen(type)) ||
+  if (LIT(o, "data: {\"error\":{\"message\":") || buf_json_quote(o, msg, strlen(msg)) ||
+      buf_printf(o, ",\"type\":\"%s\",\"code\":", otype) || buf_json_quote(o, type, strlen(type)) ||
       LIT(o, "}}\n\n"))
     return PS_GARBAGE;
   if (s->err) *s->err = cls;
