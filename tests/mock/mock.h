@@ -10,6 +10,10 @@
  *   mock_gemini.c     POST /v1beta/models/M:{generateContent,streamGenerateContent,
  *                     embedContent,batchEmbedContents}
  *   mock_ollama.c     POST /api/chat, /api/embed
+ *   mock_azure.c      POST /openai/deployments/D/{chat/completions,embeddings}, /openai/v1/...
+ *   mock_bedrock.c    POST /model/M/converse, /converse-stream (binary event stream)
+ *   mock_vertex.c     POST /v1/projects/P/locations/L/publishers/{google,anthropic}/models/M:...,
+ *                     POST /token (JWT-bearer grant), POST /mock/token
  *
  * A format supplies the bytes (error bodies, the whole body, stream events); the engine
  * decides when they are sent, so every fault works the same in every format. */
@@ -137,7 +141,8 @@ typedef struct mock_call {
   int paused;               /* waiting for on_drain */
   uint64_t seq;             /* request number (ids) */
   long created;             /* unix seconds */
-  char request_id[32];      /* Anthropic request-id */
+  char request_id[48];      /* Anthropic request-id, Bedrock x-amzn-RequestId */
+  int azure;                /* OpenAI answer in Azure's shape (content_filter_results) */
 } mock_call;
 
 /* A string in mock_last.arena. */
@@ -178,6 +183,8 @@ extern struct mock {
   obuf esc;                    /* escaping scratch */
   uv_signal_t sigterm, sigint; /* clean exit */
   int stopping;                /* signal received */
+  const char *aws_secret;      /* --aws-secret: verify SigV4 signatures; NULL = shape only */
+  uint64_t tokens_issued;      /* Vertex access tokens issued since the last reset */
 } M;
 
 extern const mock_format mock_openai, mock_anthropic, mock_gemini, mock_ollama;
@@ -225,5 +232,28 @@ const mock_endpoint *gemini_route(const char *path);
 
 void openai_error(hs_request *req, int status, const char *type, const char *code, const char *msg,
                   const hs_header *extra, int nextra);
+/* Chat request fields (stream, include_usage) with model m[0..n) as the answer's model. */
+void openai_chat_setup(mock_call *call, json_t *root, const char *m, size_t n);
+int openai_embed_input_ok(json_t *in);
+
+/* ---- mock_gemini.c / mock_anthropic.c (reused by Vertex) ----------------------- */
+
+/* google.rpc.Status refusal (answers; returns -1). details: JSON array members or "". */
+int gemini_refuse(mock_call *call, int status, const char *msg, const char *details);
+/* generateContent body checks without the key check; stream: streamGenerateContent. */
+int gemini_generate_check(mock_call *call, json_t *root, int stream);
+/* Anthropic error answer (answers; returns -1); sets request_id first. */
+int anthropic_refuse(mock_call *call, int status, const char *type, const char *msg);
+
+/* ---- mock_azure.c / mock_bedrock.c / mock_vertex.c ----------------------------- */
+
+const mock_endpoint *azure_route(const char *path);
+const mock_endpoint *bedrock_route(const char *path);
+const mock_endpoint *vertex_route(const char *path);
+void vertex_init(void);                   /* builds the Vertex formats from Gemini's/Anthropic's */
+void vertex_token(hs_request *req);       /* POST /token */
+void vertex_token_control(hs_request *req); /* POST /mock/token */
+void vertex_reset(void);                  /* /mock/reset: token control back to defaults */
+void vertex_free(void);                   /* at exit */
 
 #endif

@@ -28,6 +28,12 @@ static void anthropic_error_body(mock_call *call, int status, const char *type, 
 
 /* Early refusal (auth, validation). */
 static int refuse(mock_call *call, int status, const char *type, const char *msg) {
+  return anthropic_refuse(call, status, type, msg);
+}
+
+int anthropic_refuse(mock_call *call, int status, const char *type, const char *msg) {
+  if (!call->request_id[0])
+    snprintf(call->request_id, sizeof call->request_id, "req_mock_%llu", (unsigned long long)call->seq);
   hs_header h[1];
   int n = anthropic_headers(call, h);
   log_request(call->req, status, NULL);

@@ -52,7 +52,7 @@ static void gemini_error_body(hs_request *req, int status, const char *msg, cons
   hs_respond(req, status, "application/json", h, n, M.out.p, M.out.len);
 }
 
-static int refuse(mock_call *call, int status, const char *msg, const char *details) {
+int gemini_refuse(mock_call *call, int status, const char *msg, const char *details) {
   log_request(call->req, status, NULL);
   gemini_error_body(call->req, status, msg, details, NULL, 0);
   return -1;
@@ -91,12 +91,12 @@ static int gemini_accept_common(mock_call *call, json_t *root) {
   char buf[512];
   const char *key = gemini_auth(call->req, buf, sizeof buf);
   if (!key || !*key)
-    return refuse(call, 400, "API key not valid. Please pass a valid API key.",
+    return gemini_refuse(call, 400, "API key not valid. Please pass a valid API key.",
                   "{\"@type\":\"type.googleapis.com/google.rpc.ErrorInfo\",\"reason\":\"API_KEY_INVALID\","
                   "\"domain\":\"googleapis.com\",\"metadata\":{\"service\":\"generativelanguage.googleapis.com\"}}");
-  if (!json_is_object(root)) return refuse(call, 400, "Invalid JSON payload received.", "");
+  if (!json_is_object(root)) return gemini_refuse(call, 400, "Invalid JSON payload received.", "");
   const char *model = gemini_path_model(call->req, buf, sizeof buf);
-  if (!model || !*model) return refuse(call, 400, "model is required in the path", "");
+  if (!model || !*model) return gemini_refuse(call, 400, "model is required in the path", "");
   call->model_esc = esc_dup(model, strlen(model));
   return 0;
 }
@@ -105,20 +105,32 @@ static int gemini_accept_common(mock_call *call, json_t *root) {
 
 static int generate_accept(mock_call *call, json_t *root) {
   if (gemini_accept_common(call, root) < 0) return -1;
-  json_t *contents = json_object_get(root, "contents");
-  if (!json_is_array(contents) || !json_array_size(contents))
-    return refuse(call, 400, "* GenerateContentRequest.contents: contents is not specified", "");
-  return 0;
+  return gemini_generate_check(call, root, 0);
 }
 
-static int stream_accept(mock_call *call, json_t *root) {
-  if (generate_accept(call, root) < 0) return -1;
+int gemini_generate_check(mock_call *call, json_t *root, int stream) {
+  if (!call->model_esc) { /* Vertex: no key check before */
+    char buf[512];
+    if (!json_is_object(root)) return gemini_refuse(call, 400, "Invalid JSON payload received.", "");
+    const char *model = gemini_path_model(call->req, buf, sizeof buf);
+    if (!model || !*model) return gemini_refuse(call, 400, "model is required in the path", "");
+    call->model_esc = esc_dup(model, strlen(model));
+  }
+  json_t *contents = json_object_get(root, "contents");
+  if (!json_is_array(contents) || !json_array_size(contents))
+    return gemini_refuse(call, 400, "* GenerateContentRequest.contents: contents is not specified", "");
+  if (!stream) return 0;
   char buf[16];
   const char *alt = query_get(call->req->query, "alt", buf, sizeof buf);
   call->stream = 1;
   call->gemini_array = !alt || strcmp(alt, "sse") != 0;
   if (call->gemini_array) call->stream_type = "application/json";
   return 0;
+}
+
+static int stream_accept(mock_call *call, json_t *root) {
+  if (gemini_accept_common(call, root) < 0) return -1;
+  return gemini_generate_check(call, root, 1);
 }
 
 static int has_text(const mock_call *call) { return call->content[0] || !call->f || !call->f->ntools; }
@@ -224,7 +236,7 @@ static char *content_text(json_t *content) {
 static int embed_accept(mock_call *call, json_t *root) {
   if (gemini_accept_common(call, root) < 0) return -1;
   char *t = content_text(json_object_get(root, "content"));
-  if (!t) return refuse(call, 400, "* EmbedContentRequest.content: contents is not specified", "");
+  if (!t) return gemini_refuse(call, 400, "* EmbedContentRequest.content: contents is not specified", "");
   free(t);
   return 0;
 }
@@ -250,12 +262,12 @@ static int batch_accept(mock_call *call, json_t *root) {
   if (gemini_accept_common(call, root) < 0) return -1;
   json_t *reqs = json_object_get(root, "requests");
   if (!json_is_array(reqs) || !json_array_size(reqs))
-    return refuse(call, 400, "* BatchEmbedContentsRequest.requests: requests is not specified", "");
+    return gemini_refuse(call, 400, "* BatchEmbedContentsRequest.requests: requests is not specified", "");
   size_t i;
   json_t *r;
   json_array_foreach(reqs, i, r) {
     char *t = content_text(json_object_get(r, "content"));
-    if (!t) return refuse(call, 400, "* BatchEmbedContentsRequest.requests[].content: contents is not specified", "");
+    if (!t) return gemini_refuse(call, 400, "* BatchEmbedContentsRequest.requests[].content: contents is not specified", "");
     free(t);
   }
   return 0;

@@ -74,11 +74,26 @@ static int chat_accept(mock_call *call, json_t *root) {
                  NULL, 0);
     return -1;
   }
-  call->stream = json_is_true(json_object_get(root, "stream"));
-  call->include_usage = json_is_true(json_object_get(json_object_get(root, "stream_options"), "include_usage"));
-  call->model_esc = esc_dup(json_string_value(model), json_string_length(model));
+  openai_chat_setup(call, root, json_string_value(model), json_string_length(model));
   return 0;
 }
+
+void openai_chat_setup(mock_call *call, json_t *root, const char *m, size_t n) {
+  call->stream = json_is_true(json_object_get(root, "stream"));
+  call->include_usage = json_is_true(json_object_get(json_object_get(root, "stream_options"), "include_usage"));
+  call->model_esc = esc_dup(m, n);
+}
+
+/* Azure's per-choice annotation (§3): every category checked, nothing filtered. */
+#define AZ_CFR                                                                                      \
+  "\"content_filter_results\":{\"hate\":{\"filtered\":false,\"severity\":\"safe\"},\"self_harm\":"         \
+  "{\"filtered\":false,\"severity\":\"safe\"},\"sexual\":{\"filtered\":false,\"severity\":\"safe\"},"      \
+  "\"violence\":{\"filtered\":false,\"severity\":\"safe\"}}"
+#define AZ_PFR                                                                                      \
+  "\"prompt_filter_results\":[{\"prompt_index\":0,\"content_filter_results\":{\"hate\":{\"filtered\":"   \
+  "false,\"severity\":\"safe\"},\"jailbreak\":{\"filtered\":false,\"detected\":false},\"self_harm\":"   \
+  "{\"filtered\":false,\"severity\":\"safe\"},\"sexual\":{\"filtered\":false,\"severity\":\"safe\"},"      \
+  "\"violence\":{\"filtered\":false,\"severity\":\"safe\"}}}]"
 
 static void tool_id(obuf *b, const mock_fault *f, int i) {
   if (f->tools[i].id_esc) ob_printf(b, "%s", f->tools[i].id_esc);
@@ -105,9 +120,10 @@ static void chat_whole(mock_call *call, obuf *b) {
     ob_printf(b, "]");
   }
   ob_printf(b,
-            "},\"finish_reason\":\"%s\",\"logprobs\":null}],"
+            "},\"finish_reason\":\"%s\",\"logprobs\":null%s}],%s"
             "\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d}}",
-            ntools ? "tool_calls" : "stop", call->prompt_tokens, call->words, call->prompt_tokens + call->words);
+            ntools ? "tool_calls" : "stop", call->azure ? "," AZ_CFR : "", call->azure ? AZ_PFR "," : "",
+            call->prompt_tokens, call->words, call->prompt_tokens + call->words);
 }
 
 static void chunk_prefix(obuf *b, mock_call *call) {
@@ -117,17 +133,19 @@ static void chunk_prefix(obuf *b, mock_call *call) {
 }
 
 static void chat_begin(mock_call *call, obuf *b) {
+  if (call->azure) /* the prompt annotation comes first, with empty id/model/object */
+    ob_printf(b, "data: {\"choices\":[],\"created\":0,\"id\":\"\",\"model\":\"\",\"object\":\"\"," AZ_PFR "}\n\n");
   chunk_prefix(b, call);
   ob_printf(b, "\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},"
-               "\"finish_reason\":null}]}\n\n");
+               "\"finish_reason\":null%s}]}\n\n", call->azure ? ",\"content_filter_results\":{}" : "");
 }
 
 static void chat_unit(mock_call *call, obuf *b, const mock_unit *u) {
   chunk_prefix(b, call);
   switch (u->kind) {
     case MU_TEXT:
-      ob_printf(b, "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"%s\"},\"finish_reason\":null}]}\n\n",
-                esc_tmp(u->s, u->n));
+      ob_printf(b, "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"%s\"},\"finish_reason\":null%s}]}\n\n",
+                esc_tmp(u->s, u->n), call->azure ? "," AZ_CFR : "");
       break;
     case MU_TOOL_START: /* id, type and name only in the first delta of a call */
       ob_printf(b, "\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":%d,\"id\":\"", u->tool);
@@ -145,9 +163,15 @@ static void chat_unit(mock_call *call, obuf *b, const mock_unit *u) {
 }
 
 static void chat_finish(mock_call *call, obuf *b) {
+  if (call->azure) { /* asynchronous-filter annotation: a choice without a delta */
+    size_t n = strlen(call->content);
+    chunk_prefix(b, call);
+    ob_printf(b, "\"choices\":[{\"index\":0,\"finish_reason\":null," AZ_CFR ",\"content_filter_offsets\":"
+                 "{\"check_offset\":0,\"start_offset\":0,\"end_offset\":%zu}}]}\n\n", n);
+  }
   chunk_prefix(b, call);
-  ob_printf(b, "\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"%s\"}]}\n\n",
-            call->f && call->f->ntools ? "tool_calls" : "stop");
+  ob_printf(b, "\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"%s\"%s}]}\n\n",
+            call->f && call->f->ntools ? "tool_calls" : "stop", call->azure ? ",\"content_filter_results\":{}" : "");
   if (call->include_usage) {
     chunk_prefix(b, call);
     ob_printf(b, "\"choices\":[],\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d}}\n\n",
@@ -172,7 +196,7 @@ static void chat_junk(mock_call *call, obuf *b, enum mock_junk where, const char
 /* ---- embeddings --------------------------------------------------------------- */
 
 /* input: "text" | ["a","b"] | [token ids] | [[token ids]]; token arrays embed their JSON. */
-static int embed_input_ok(json_t *in) {
+int openai_embed_input_ok(json_t *in) {
   if (json_is_string(in)) return 1;
   if (!json_is_array(in) || json_array_size(in) == 0) return 0;
   size_t i;
@@ -195,7 +219,7 @@ static int embed_accept(mock_call *call, json_t *root) {
   json_t *model = root ? json_object_get(root, "model") : NULL;
   const char *msg = !json_is_object(root) ? "We could not parse the JSON body of your request."
                     : !json_is_string(model) ? "you must provide a model parameter"
-                    : !embed_input_ok(json_object_get(root, "input")) ? "'input' must be a string or an array of strings or token arrays"
+                    : !openai_embed_input_ok(json_object_get(root, "input")) ? "'input' must be a string or an array of strings or token arrays"
                     : NULL;
   if (msg) {
     log_request(req, 400, NULL);

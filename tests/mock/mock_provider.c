@@ -92,13 +92,14 @@ static void handle_reset(hs_request *req) {
   M.deflt = NULL;
   M.requests = M.completed = M.cancelled = 0; /* in_flight is a gauge: kept */
   M.last.set = 0;
+  vertex_reset();
   respond_json(req, 200, "{\"ok\":true}");
 }
 
 static void handle_stats(hs_request *req) {
-  json_t *o = json_pack("{sIsIsIsIsi}", "requests", (json_int_t)M.requests, "completed",
+  json_t *o = json_pack("{sIsIsIsIsisI}", "requests", (json_int_t)M.requests, "completed",
                         (json_int_t)M.completed, "cancelled", (json_int_t)M.cancelled, "in_flight",
-                        (json_int_t)M.in_flight, "queued", M.queued);
+                        (json_int_t)M.in_flight, "queued", M.queued, "tokens_issued", (json_int_t)M.tokens_issued);
   json_object_set_new(o, "last_request", last_request_json());
   char *s = json_dumps(o, JSON_COMPACT);
   respond_json(req, 200, s);
@@ -125,7 +126,8 @@ static void on_request(hs_request *req, void *ud) {
     else if (strcmp(p, "/api/chat") == 0) ep = &mock_ollama_chat;
     else if (strcmp(p, "/v1/embeddings") == 0) ep = &mock_openai_embed;
     else if (strcmp(p, "/api/embed") == 0) ep = &mock_ollama_embed;
-    else ep = gemini_route(p);
+    else if (!(ep = gemini_route(p)) && !(ep = azure_route(p)) && !(ep = bedrock_route(p)))
+      ep = vertex_route(p);
   }
   if (ep) { call_handle(req, ep); return; }
   if (is_get && strcmp(p, "/v1/models") == 0) handle_models(req);
@@ -133,6 +135,8 @@ static void on_request(hs_request *req, void *ud) {
   else if (is_post && strcmp(p, "/mock/default") == 0) handle_default(req);
   else if (is_post && strcmp(p, "/mock/reset") == 0) handle_reset(req);
   else if (is_get && strcmp(p, "/mock/stats") == 0) handle_stats(req);
+  else if (is_post && strcmp(p, "/token") == 0) vertex_token(req);
+  else if (is_post && strcmp(p, "/mock/token") == 0) vertex_token_control(req);
   else if (is_get && strcmp(p, "/healthz") == 0) respond_json(req, 200, "{\"ok\":true}");
   else {
     log_request(req, 404, NULL);
@@ -158,21 +162,26 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 static void usage(FILE *out) {
   fprintf(out,
-          "usage: llmesh-mock-provider --listen HOST:PORT [--name NAME] [--log-level L]\n"
+          "usage: llmesh-mock-provider --listen HOST:PORT [--name NAME] [--log-level L] [--aws-secret S]\n"
           "\n"
-          "A provider mock (OpenAI, Anthropic, Gemini, Ollama formats) with fault scripting\n"
-          "(tests and benchmarks).\n"
+          "A provider mock (OpenAI, Anthropic, Gemini, Ollama, Azure OpenAI, Bedrock, Vertex AI\n"
+          "formats) with fault scripting (tests and benchmarks).\n"
           "  --listen HOST:PORT  address to serve on (required; port 0 picks one, logged as \"listening\")\n"
           "  --name NAME         name used in the reply \"[NAME] Hello from the mock.\" (default mock)\n"
           "  --log-level L       debug|info|warn|error (default info)\n"
+          "  --aws-secret S      verify Bedrock SigV4 signatures with this secret key (default: shape only)\n"
           "  --help              this text\n"
           "\n"
           "Provider endpoints (POST): /v1/chat/completions, /v1/embeddings (OpenAI); /v1/messages\n"
           "(Anthropic); /v1beta/models/M:generateContent, :streamGenerateContent?alt=sse,\n"
-          ":embedContent, :batchEmbedContents (Gemini); /api/chat, /api/embed (Ollama).\n"
-          "Also GET /v1/models, GET /healthz.\n"
+          ":embedContent, :batchEmbedContents (Gemini); /api/chat, /api/embed (Ollama);\n"
+          "/openai/deployments/D/chat/completions?api-version=V, .../embeddings, /openai/v1/chat/completions\n"
+          "(Azure, api-key); /model/M/converse, /model/M/converse-stream (Bedrock, SigV4 or Bearer);\n"
+          "/v1/projects/P/locations/L/publishers/google/models/M:generateContent, :streamGenerateContent,\n"
+          ".../publishers/anthropic/models/M:rawPredict, :streamRawPredict (Vertex AI, Bearer token from\n"
+          "POST /token, a JWT-bearer grant). Also GET /v1/models, GET /healthz.\n"
           "Control: POST /mock/faults {\"faults\":[F..]}, POST /mock/default F, POST /mock/reset,\n"
-          "GET /mock/stats. F fields: status, body, headers, delay_ms, ttft_ms, chunk_delay_ms,\n"
+          "GET /mock/stats, POST /mock/token {\"expires_in\":N,\"fail\":0|status,\"revoke\":true}. F fields: status, body, headers, delay_ms, ttft_ms, chunk_delay_ms,\n"
           "content, cut_after, error_after, garbage, hang, tool_calls [{name, arguments, id}].\n");
 }
 
@@ -200,6 +209,7 @@ int main(int argc, char **argv) {
       {"listen", required_argument, NULL, 'l'},
       {"name", required_argument, NULL, 'n'},
       {"log-level", required_argument, NULL, 'v'},
+      {"aws-secret", required_argument, NULL, 's'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -210,6 +220,7 @@ int main(int argc, char **argv) {
       case 'l': listen = optarg; break;
       case 'n': M.name = optarg; break;
       case 'v': level = optarg; break;
+      case 's': M.aws_secret = optarg; break;
       case 'h': usage(stdout); return 0;
       default:
         fprintf(stderr, "llmesh-mock-provider: bad flag '%s' (see --help)\n", argv[optind - 1]);
@@ -236,6 +247,7 @@ int main(int argc, char **argv) {
   M.hello = malloc(hl);
   snprintf(M.hello, hl, "[%s] Hello from the mock.", M.name);
   M.loop = uv_default_loop();
+  vertex_init();
 
   hs_config cfg;
   hs_config_default(&cfg);
@@ -266,6 +278,7 @@ int main(int argc, char **argv) {
   free(M.out.p);
   free(M.esc.p);
   free(M.hello);
+  vertex_free();
   uv_loop_close(M.loop);
   return 0;
 }
