@@ -53,7 +53,10 @@
  *   context_length_exceeded or "maximum context length" → context_length_exceeded; 404,
  *   DeploymentNotFound, OperationNotSupported (the deployment's model cannot chat) →
  *   not_found; 408/504 → timeout; 503 → overloaded; other 5xx → server; other 4xx →
- *   bad_request. */
+ *   bad_request.
+ *
+ * Embeddings (azure_embed.c) use the same URL rules with "embeddings" for
+ * "chat/completions" (azure_url) and the same model splice (azure_copy_with_model). */
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
@@ -63,7 +66,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "provider.h"
+#include "azure.h"
 
 #define AZURE_DEFAULT_VERSION "2024-10-21"
 #define AZURE_MAX_EVENT (16u << 20) /* bytes of one SSE line or event: beyond that, garbage */
@@ -257,7 +260,9 @@ typedef struct az_route {
   char deployment[128]; /* deployment name (path or body model) */
 } az_route;
 
-static int az_build_url(const prov_target *t, az_route *r, char *err, size_t errlen) {
+/* op: the path after the deployment (classic) or after /openai/v1, e.g. "chat/completions". */
+static int az_build_url(const prov_target *t, const char *op, az_route *r, char *err,
+                        size_t errlen) {
   const char *base = t->api_base ? t->api_base : "";
   const char *ver = t->api_version && *t->api_version ? t->api_version : NULL;
   size_t n = strcspn(base, "?#");
@@ -306,10 +311,10 @@ static int az_build_url(const prov_target *t, az_route *r, char *err, size_t err
   if (!az_name_ok(ver, strlen(ver), ".-"))
     return az_reject(err, errlen, "the deployment's Azure api-version is not valid");
   if (buf_append(&r->url, base, root)) return -ENOMEM;
-  int rc = v1 ? buf_printf(&r->url, "/openai/v1/chat/completions%s",
+  int rc = v1 ? buf_printf(&r->url, "/openai/v1/%s%s", op,
                            !strcmp(ver, "preview") ? "?api-version=preview" : "")
-              : buf_printf(&r->url, "/openai/deployments/%s/chat/completions?api-version=%s",
-                           r->deployment, ver);
+              : buf_printf(&r->url, "/openai/deployments/%s/%s?api-version=%s", r->deployment,
+                           op, ver);
   return rc || !buf_cstr(&r->url) ? -ENOMEM : 0;
 }
 
@@ -332,7 +337,7 @@ static int az_build_request(const prov_target *t, const prov_canon *c, prov_requ
     rc = az_reject(err, errlen, "the deployment's credential is not valid");
     goto done;
   }
-  if ((rc = az_build_url(t, &r, err, errlen))) goto done;
+  if ((rc = az_build_url(t, "chat/completions", &r, err, errlen))) goto done;
   size_t obj = az_ws(c->body, c->len, 0), end = c->len;
   while (end > obj && strchr(" \t\r\n", c->body[end - 1])) end--;
   if ((rc = az_model_edit(c->body, c->len, obj, r.deployment, &e[ne++]))) goto done;
@@ -445,6 +450,23 @@ static int az_copy_with_model(buf_t *out, const char *p, size_t n, const char *m
   if (!rc) rc = az_apply(out, p, obj, end, &e, 1);
   buf_free(&e.text);
   return rc;
+}
+
+int azure_url(const prov_target *t, const char *op, buf_t *url, char *deployment, size_t dlen,
+              char *err, size_t errlen) {
+  az_route r = {0};
+  int rc = az_build_url(t, op, &r, err, errlen);
+  if (!rc) {
+    if (deployment && dlen) snprintf(deployment, dlen, "%s", r.deployment);
+    *url = r.url;
+    r.url = (buf_t){0};
+  }
+  buf_free(&r.url);
+  return rc;
+}
+
+int azure_copy_with_model(buf_t *out, const char *json, size_t len, const char *model) {
+  return az_copy_with_model(out, json, len, model ? model : "");
 }
 
 static int az_decode_response(const char *body, size_t len, const char *model, buf_t *out,
@@ -693,4 +715,6 @@ const provider_ops prov_azure = {
     .stream_end = az_stream_end,
     .stream_free = az_stream_free,
     .classify_error = az_classify_error,
+    .build_embeddings = azure_build_embeddings,
+    .decode_embeddings = azure_decode_embeddings,
 };

@@ -481,4 +481,6 @@ const provider_ops prov_ollama = {
     .stream_end = ollama_stream_end,
     .stream_free = ollama_stream_free,
     .classify_error = ollama_classify_error,
+    .build_embeddings = ollama_build_embeddings,
+    .decode_embeddings = ollama_decode_embeddings,
 };

@@ -30,4 +30,10 @@ int ollama_stream_feed(prov_stream *s, const char *data, size_t len, buf_t *out,
 int ollama_stream_end(prov_stream *s, buf_t *out, prov_usage *usage);
 void ollama_stream_free(prov_stream *s);
 
+/* Embeddings (ollama_embed.c): POST /api/embed; contracts as in provider_ops. */
+int ollama_build_embeddings(const prov_target *t, const char *body, size_t len, prov_request *out,
+                            char *err, size_t errlen);
+int ollama_decode_embeddings(const char *body, size_t len, const char *model, buf_t *out,
+                             prov_usage *usage);
+
 #endif
