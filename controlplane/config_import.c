@@ -19,6 +19,8 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
+#include "gcp_token.h"
+
 #define CFG_PATH_MAX 256
 #define CFG_ENV_PREFIX "os.environ/"
 
@@ -39,6 +41,7 @@ typedef struct cfg_entry {
   char *model;           /* litellm_params.model as written */
   yaml_node_t *model_node; /* its node, for error lines */
   char *provider;        /* litellm_params.provider / custom_llm_provider, or NULL */
+  yaml_node_t *creds_node; /* vertex_credentials, for error lines */
 } cfg_entry;
 
 /* ------------------------------------------------------------------ helpers */
@@ -154,6 +157,15 @@ static int get_string(cfg_parser *p, yaml_node_t *n, const char *path, char **ou
   return 0;
 }
 
+/* get_string for a secret: the value it replaces is wiped. */
+static int get_secret(cfg_parser *p, yaml_node_t *n, const char *path, char **out) {
+  char *old = *out;
+  *out = NULL;
+  if (old) OPENSSL_cleanse(old, strlen(old));
+  free(old);
+  return get_string(p, n, path, out);
+}
+
 static int get_uint(cfg_parser *p, yaml_node_t *n, const char *path, uint32_t min,
                     uint32_t *out) {
   const char *v, *what = min > 0 ? "must be a positive integer" : "must be a non-negative integer";
@@ -248,6 +260,13 @@ void cfg_free(cfg_config *c) {
     free(d->api_base);
     str_wipe_free(d->api_key);
     free(d->api_version);
+    free(d->aws_access_key_id);
+    str_wipe_free(d->aws_secret_access_key);
+    str_wipe_free(d->aws_session_token);
+    free(d->aws_region);
+    free(d->gcp_project);
+    free(d->gcp_location);
+    str_wipe_free(d->gcp_credentials);
   }
   for (size_t i = 0; i < c->ngroups; i++) {
     for (size_t j = 0; j < c->groups[i].nfallbacks; j++) free(c->groups[i].fallbacks[j]);
@@ -360,6 +379,22 @@ static int parse_params_key(cfg_parser *p, const char *key, yaml_node_t *v, cons
   if (!strcmp(key, "api_base")) return get_string(p, v, sub, &d->api_base);
   if (!strcmp(key, "api_key")) return is_null(v) ? 0 : get_string(p, v, sub, &d->api_key);
   if (!strcmp(key, "api_version")) return get_string(p, v, sub, &d->api_version);
+  if (!strcmp(key, "aws_access_key_id"))
+    return is_null(v) ? 0 : get_string(p, v, sub, &d->aws_access_key_id);
+  if (!strcmp(key, "aws_secret_access_key"))
+    return is_null(v) ? 0 : get_secret(p, v, sub, &d->aws_secret_access_key);
+  if (!strcmp(key, "aws_session_token"))
+    return is_null(v) ? 0 : get_secret(p, v, sub, &d->aws_session_token);
+  if (!strcmp(key, "aws_region_name")) return is_null(v) ? 0 : get_string(p, v, sub, &d->aws_region);
+  if (!strcmp(key, "vertex_project") || !strcmp(key, "vertex_ai_project"))
+    return get_string(p, v, sub, &d->gcp_project);
+  if (!strcmp(key, "vertex_location") || !strcmp(key, "vertex_ai_location"))
+    return get_string(p, v, sub, &d->gcp_location);
+  if (!strcmp(key, "vertex_credentials")) {
+    if (is_null(v)) return 0;
+    e->creds_node = v;
+    return get_secret(p, v, sub, &d->gcp_credentials);
+  }
   if (!strcmp(key, "weight")) return get_uint(p, v, sub, 1, &d->weight);
   if (!strcmp(key, "rpm")) return get_uint(p, v, sub, 0, &d->rpm);
   if (!strcmp(key, "tpm")) return get_uint(p, v, sub, 0, &d->tpm);
@@ -465,6 +500,119 @@ static int parse_entry_keys(cfg_parser *p, yaml_node_t *item, const char *path,
   return 0;
 }
 
+/* *out = strdup(v) when *out is NULL or "" and v is a non-empty string. */
+static int fill_from(char **out, const char *v) {
+  if ((*out && **out) || !v || !*v) return 0;
+  char *s = strdup(v);
+  if (!s) return -ENOMEM;
+  if (*out) OPENSSL_cleanse(*out, strlen(*out));
+  free(*out);
+  *out = s;
+  return 0;
+}
+
+/* "" for every cloud field left unset. */
+static int cloud_defaults(cfg_deployment *d) {
+  char **f[] = {&d->aws_access_key_id, &d->aws_secret_access_key, &d->aws_session_token,
+                &d->aws_region, &d->gcp_project, &d->gcp_location, &d->gcp_credentials};
+  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+    if (!*f[i] && !(*f[i] = strdup(""))) return -ENOMEM;
+  return 0;
+}
+
+/* Bedrock: a deployment without keys takes them from the process environment the way
+ * the AWS SDKs do (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
+ * AWS_REGION / AWS_DEFAULT_REGION); an access key id needs its secret. */
+static int finish_aws(cfg_parser *p, yaml_node_t *item, const char *path, cfg_deployment *d) {
+  if (!strcmp(d->provider, "bedrock")) {
+    if (!*d->aws_access_key_id && !*d->aws_secret_access_key && !*d->api_key &&
+        (fill_from(&d->aws_access_key_id, getenv("AWS_ACCESS_KEY_ID")) < 0 ||
+         fill_from(&d->aws_secret_access_key, getenv("AWS_SECRET_ACCESS_KEY")) < 0 ||
+         (!*d->aws_session_token && fill_from(&d->aws_session_token, getenv("AWS_SESSION_TOKEN")) < 0)))
+      return cfg_fail(p, item, path, "out of memory");
+    if (fill_from(&d->aws_region, getenv("AWS_REGION")) < 0 ||
+        fill_from(&d->aws_region, getenv("AWS_DEFAULT_REGION")) < 0)
+      return cfg_fail(p, item, path, "out of memory");
+  }
+  char sub[CFG_PATH_MAX];
+  if (*d->aws_access_key_id && !*d->aws_secret_access_key) {
+    path_join(sub, path, "litellm_params.aws_secret_access_key");
+    return cfg_fail(p, item, sub, "missing (aws_access_key_id is set)");
+  }
+  if (*d->aws_secret_access_key && !*d->aws_access_key_id) {
+    path_join(sub, path, "litellm_params.aws_access_key_id");
+    return cfg_fail(p, item, sub, "missing (aws_secret_access_key is set)");
+  }
+  if (!strcmp(d->provider, "bedrock") && *d->aws_access_key_id && !*d->aws_region) {
+    path_join(sub, path, "litellm_params.aws_region_name");
+    return cfg_fail(p, item, sub, "missing (SigV4 needs a region; or set AWS_REGION)");
+  }
+  return 0;
+}
+
+/* Reads a whole small file (a service-account key) into a malloc'd string. */
+static char *read_small_file(const char *path, size_t max, int *err) {
+  FILE *f = fopen(path, "rb");
+  char *buf = NULL;
+  size_t n = 0;
+  *err = 0;
+  if (!f) { *err = errno; return NULL; }
+  if ((buf = malloc(max + 1))) {
+    n = fread(buf, 1, max + 1, f);
+    if (ferror(f)) *err = errno ? errno : EIO;
+    else if (n > max) *err = EFBIG;
+  } else {
+    *err = ENOMEM;
+  }
+  fclose(f);
+  if (*err) {
+    if (buf) OPENSSL_cleanse(buf, max + 1);
+    free(buf);
+    return NULL;
+  }
+  buf[n] = '\0';
+  return buf;
+}
+
+#define CFG_SA_MAX (64u << 10) /* bytes of a service-account key file */
+
+/* Vertex: vertex_credentials is the key JSON itself or the path of a key file (read
+ * now: the control plane may run where workers have no such file). Validated here with
+ * the worker's own parser; messages never quote the key. project_id fills an unset
+ * vertex_project. */
+static int finish_vertex(cfg_parser *p, yaml_node_t *item, const char *path, cfg_deployment *d,
+                         const cfg_entry *e) {
+  char sub[CFG_PATH_MAX], msg[256] = "";
+  if (!*d->gcp_credentials) {
+    if (!strcmp(d->provider, "vertex_ai") && !*d->api_key &&
+        cfg_warn(p, item, path, "vertex_ai deployment without vertex_credentials or api_key") < 0)
+      return -1;
+    return 0;
+  }
+  path_join(sub, path, "litellm_params.vertex_credentials");
+  const char *v = d->gcp_credentials;
+  while (*v == ' ' || *v == '\t' || *v == '\n' || *v == '\r') v++;
+  if (*v != '{') {
+    int er;
+    char *json = read_small_file(d->gcp_credentials, CFG_SA_MAX, &er);
+    if (!json) { /* name the file only when the value looks like a path, never like key text */
+      int named = strlen(d->gcp_credentials) <= 200 && !strpbrk(d->gcp_credentials, "\n\r\"") &&
+                  !strstr(d->gcp_credentials, "KEY");
+      return cfg_fail(p, e->creds_node, sub, "cannot read the service-account key file%s%s%s: %s",
+                      named ? " '" : "", named ? d->gcp_credentials : "", named ? "'" : "",
+                      er == EFBIG ? "larger than 64 KiB" : strerror(er));
+    }
+    str_wipe_free(d->gcp_credentials);
+    d->gcp_credentials = json;
+  }
+  gcp_sa *sa = gcp_sa_parse(d->gcp_credentials, strlen(d->gcp_credentials), msg, sizeof msg);
+  if (!sa) return cfg_fail(p, e->creds_node, sub, "invalid service-account key: %s", msg);
+  int rv = fill_from(&d->gcp_project, gcp_sa_project(sa));
+  gcp_sa_free(sa);
+  if (rv < 0) return cfg_fail(p, item, path, "out of memory");
+  return 0;
+}
+
 static int parse_entry(cfg_parser *p, yaml_node_t *item, const char *path) {
   cfg_config *c = p->cfg;
   if (check_mapping(p, item, path) < 0) return -1;
@@ -474,6 +622,10 @@ static int parse_entry(cfg_parser *p, yaml_node_t *item, const char *path) {
   cfg_entry e = {0};
   int rv = parse_entry_keys(p, item, path, d, &e);
   if (rv == 0) rv = name_deployment(p, item, path, d, &e);
+  if (rv == 0 && !d->api_key && !(d->api_key = strdup(""))) rv = cfg_fail(p, item, path, "out of memory");
+  if (rv == 0 && cloud_defaults(d) < 0) rv = cfg_fail(p, item, path, "out of memory");
+  if (rv == 0) rv = finish_aws(p, item, path, d);
+  if (rv == 0) rv = finish_vertex(p, item, path, d, &e);
   free(e.id);
   free(e.model);
   free(e.provider);
@@ -483,7 +635,8 @@ static int parse_entry(cfg_parser *p, yaml_node_t *item, const char *path) {
   if (!d->api_key) d->api_key = strdup("");
   if (!d->api_version) d->api_version = strdup("");
   if (!d->api_base || !d->api_key || !d->api_version) return cfg_fail(p, item, path, "out of memory");
-  if (!*d->api_base && cfg_warn(p, item, path, "no api_base and no default for this provider") < 0)
+  int derived = !strcmp(d->provider, "bedrock") || !strcmp(d->provider, "vertex_ai"); /* from region */
+  if (!*d->api_base && !derived && cfg_warn(p, item, path, "no api_base and no default for this provider") < 0)
     return -1;
   if (!cfg_find_group(c, d->model_group) && !cfg_add_group(c, d->model_group))
     return cfg_fail(p, item, path, "out of memory");

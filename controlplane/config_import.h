@@ -30,6 +30,15 @@ typedef struct cfg_deployment {
   char *api_base;              /* base URL; provider default when not configured */
   char *api_key;               /* plaintext provider key, "" when none */
   char *api_version;           /* anthropic-version / azure api-version, "" when none */
+  /* AWS (bedrock): SigV4 credentials; "" when unused. Secrets are encrypted at rest. */
+  char *aws_access_key_id;     /* AKIA.../ASIA..., "" = none */
+  char *aws_secret_access_key; /* plaintext secret of that key id, "" = none */
+  char *aws_session_token;     /* STS session token, "" = none */
+  char *aws_region;            /* aws_region_name, e.g. "us-east-1", "" = none */
+  /* Google Vertex AI: project, location and the service-account key (validated JSON). */
+  char *gcp_project;           /* vertex_project, "" = from the key's project_id / api_base */
+  char *gcp_location;          /* vertex_location, "" = adapter default (us-central1) */
+  char *gcp_credentials;       /* plaintext service-account JSON, "" = none */
   uint32_t weight;             /* >= 1 */
   uint32_t timeout_ms;         /* per-attempt deadline (own, else router timeout) */
   uint32_t stream_timeout_ms;  /* time to first byte of a stream, 0 = timeout_ms */

@@ -60,12 +60,23 @@ int keys_load_or_create(keys_t *k, const char *path, char *err, size_t errlen) {
 
 int keys_encrypt(const keys_t *k, const char *aad, const uint8_t *pt, size_t n,
                  uint8_t **blob, size_t *blob_len) {
+  return keys_encrypt_aad(k, aad, strlen(aad), pt, n, blob, blob_len);
+}
+
+int keys_decrypt(const keys_t *k, const char *aad, const uint8_t *blob, size_t blob_len,
+                 char **pt, size_t *pt_len) {
+  return keys_decrypt_aad(k, aad, strlen(aad), blob, blob_len, pt, pt_len);
+}
+
+int keys_encrypt_aad(const keys_t *k, const void *aad, size_t aad_len, const uint8_t *pt, size_t n,
+                     uint8_t **blob, size_t *blob_len) {
+  if (aad_len > (size_t)INT32_MAX) return -EINVAL;
   if (n > (size_t)INT32_MAX - KEYS_OVERHEAD) return -EINVAL;
   uint8_t *out = malloc(n + KEYS_OVERHEAD);
   EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
   int len = 0, fin = 0, ok = out && c && RAND_bytes(out, KEYS_IV_BYTES) == 1 &&
       EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, k->key, out) == 1 &&
-      EVP_EncryptUpdate(c, NULL, &len, (const uint8_t *)aad, (int)strlen(aad)) == 1 &&
+      EVP_EncryptUpdate(c, NULL, &len, (const uint8_t *)aad, (int)aad_len) == 1 &&
       EVP_EncryptUpdate(c, out + KEYS_IV_BYTES, &len, pt, (int)n) == 1 &&
       EVP_EncryptFinal_ex(c, out + KEYS_IV_BYTES + len, &fin) == 1 &&
       (size_t)(len + fin) == n &&
@@ -80,8 +91,9 @@ int keys_encrypt(const keys_t *k, const char *aad, const uint8_t *pt, size_t n,
   return 0;
 }
 
-int keys_decrypt(const keys_t *k, const char *aad, const uint8_t *blob, size_t blob_len,
-                 char **pt, size_t *pt_len) {
+int keys_decrypt_aad(const keys_t *k, const void *aad, size_t aad_len, const uint8_t *blob,
+                     size_t blob_len, char **pt, size_t *pt_len) {
+  if (aad_len > (size_t)INT32_MAX) return -EINVAL;
   if (blob_len < KEYS_OVERHEAD || blob_len > (size_t)INT32_MAX) return -EINVAL;
   size_t n = blob_len - KEYS_OVERHEAD;
   uint8_t tag[KEYS_TAG_BYTES];
@@ -90,7 +102,7 @@ int keys_decrypt(const keys_t *k, const char *aad, const uint8_t *blob, size_t b
   EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
   int len = 0, fin = 0, ok = out && c &&
       EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, k->key, blob) == 1 &&
-      EVP_DecryptUpdate(c, NULL, &len, (const uint8_t *)aad, (int)strlen(aad)) == 1 &&
+      EVP_DecryptUpdate(c, NULL, &len, (const uint8_t *)aad, (int)aad_len) == 1 &&
       EVP_DecryptUpdate(c, (uint8_t *)out, &len, blob + KEYS_IV_BYTES, (int)n) == 1 &&
       EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, KEYS_TAG_BYTES, tag) == 1 &&
       EVP_DecryptFinal_ex(c, (uint8_t *)out + len, &fin) > 0 && (size_t)(len + fin) == n;

@@ -29,6 +29,12 @@ int keys_encrypt(const keys_t *k, const char *aad, const uint8_t *pt, size_t n,
  * malformed blob, -EBADMSG when authentication fails. */
 int keys_decrypt(const keys_t *k, const char *aad, const uint8_t *blob, size_t blob_len,
                  char **pt, size_t *pt_len);
+/* The same with an AAD of aad_len bytes (may contain NULs: "name\0column" binds a blob
+ * to one column of one row). */
+int keys_encrypt_aad(const keys_t *k, const void *aad, size_t aad_len, const uint8_t *pt, size_t n,
+                     uint8_t **blob, size_t *blob_len);
+int keys_decrypt_aad(const keys_t *k, const void *aad, size_t aad_len, const uint8_t *blob,
+                     size_t blob_len, char **pt, size_t *pt_len);
 /* HMAC-SHA256 under the data key (content fingerprints that reveal nothing). */
 int keys_hmac(const keys_t *k, const void *data, size_t n, uint8_t out[32]);
 void keys_wipe(keys_t *k);

@@ -31,6 +31,13 @@ static void snap_fill_deployment(Llmesh__Deployment *p, const cfg_deployment *d)
   p->rpm = d->rpm;
   p->tpm = d->tpm;
   p->connect_timeout_ms = d->connect_timeout_ms;
+  p->aws_access_key_id = d->aws_access_key_id;
+  p->aws_secret_access_key = d->aws_secret_access_key;
+  p->aws_session_token = d->aws_session_token;
+  p->aws_region = d->aws_region;
+  p->gcp_project = d->gcp_project;
+  p->gcp_location = d->gcp_location;
+  p->gcp_credentials = d->gcp_credentials;
 }
 
 static int snap_fill(Llmesh__Snapshot *s, snap_parts *pp, const cfg_config *c) {

@@ -62,7 +62,35 @@ static const char *const store_migrations[STORE_SCHEMA_VERSION] = {
     "  rpm INTEGER NOT NULL,"
     "  tpm INTEGER NOT NULL"
     ") STRICT;",
+    /* 2: cloud credentials (Bedrock SigV4, Vertex AI service accounts). Secrets are
+     * keys.c blobs with AAD = name "\0" column, so a blob moved to another column or row
+     * fails to decrypt. */
+    "ALTER TABLE deployments ADD COLUMN aws_access_key_id_enc BLOB;"
+    "ALTER TABLE deployments ADD COLUMN aws_secret_access_key_enc BLOB;"
+    "ALTER TABLE deployments ADD COLUMN aws_session_token_enc BLOB;"
+    "ALTER TABLE deployments ADD COLUMN aws_region TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE deployments ADD COLUMN gcp_project TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE deployments ADD COLUMN gcp_location TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE deployments ADD COLUMN gcp_credentials_enc BLOB;",
 };
+
+/* Encrypted columns added by migration 2, in column order, with their AAD tag. */
+#define STORE_NSECRETS 4
+static const char *const store_secret_tags[STORE_NSECRETS] = {
+    "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "gcp_credentials"};
+
+static char **store_secret_field(cfg_deployment *d, int i) {
+  char **f[STORE_NSECRETS] = {&d->aws_access_key_id, &d->aws_secret_access_key,
+                              &d->aws_session_token, &d->gcp_credentials};
+  return f[i];
+}
+
+/* AAD of secret column tag of row name: name "\0" tag (a name holds no NUL). */
+static int store_aad(const char *name, const char *tag, buf_t *aad) {
+  buf_reset(aad);
+  if (buf_append(aad, name, strlen(name) + 1) || buf_append(aad, tag, strlen(tag))) return -ENOMEM;
+  return 0;
+}
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -195,6 +223,13 @@ static int store_content_hmac(const keys_t *k, const cfg_config *c, uint8_t out[
     canon_str(&b, d->api_base);
     canon_str(&b, d->api_key);
     canon_str(&b, d->api_version);
+    canon_str(&b, d->aws_access_key_id);
+    canon_str(&b, d->aws_secret_access_key);
+    canon_str(&b, d->aws_session_token);
+    canon_str(&b, d->aws_region);
+    canon_str(&b, d->gcp_project);
+    canon_str(&b, d->gcp_location);
+    canon_str(&b, d->gcp_credentials);
     canon_u32(&b, d->weight);
     canon_u32(&b, d->timeout_ms);
     canon_u32(&b, d->stream_timeout_ms);
@@ -292,17 +327,42 @@ static int store_put_deployment(store_t *s, sqlite3_stmt *st, const keys_t *k,
   const uint32_t nums[] = {d->weight, d->timeout_ms, d->stream_timeout_ms, d->connect_timeout_ms,
                            d->rpm, d->tpm};
   for (int i = 0; i < 6; i++) sqlite3_bind_int64(st, 9 + i, nums[i]);
-  int rc = sqlite3_step(st);
+  uint8_t *sblob[STORE_NSECRETS] = {0};
+  size_t slen[STORE_NSECRETS] = {0};
+  buf_t aad = {0};
+  int rv = 0;
+  for (int i = 0; i < STORE_NSECRETS && rv == 0; i++) {
+    const char *v = *store_secret_field((cfg_deployment *)d, i);
+    if (!*v) continue;
+    if (store_aad(d->name, store_secret_tags[i], &aad) < 0 ||
+        keys_encrypt_aad(k, aad.data, aad.len, (const uint8_t *)v, strlen(v), &sblob[i], &slen[i]) < 0)
+      rv = -1;
+  }
+  buf_free(&aad);
+  const int scol[STORE_NSECRETS] = {15, 16, 17, 21}; /* 1-based columns of the blobs */
+  for (int i = 0; i < STORE_NSECRETS; i++) {
+    if (sblob[i]) sqlite3_bind_blob(st, scol[i], sblob[i], (int)slen[i], SQLITE_STATIC);
+    else sqlite3_bind_null(st, scol[i]);
+  }
+  sqlite3_bind_text(st, 18, d->aws_region, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 19, d->gcp_project, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 20, d->gcp_location, -1, SQLITE_STATIC);
+  int rc = rv == 0 ? sqlite3_step(st) : SQLITE_ERROR;
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
   free(blob);
+  for (int i = 0; i < STORE_NSECRETS; i++) free(sblob[i]);
+  if (rv < 0) {
+    snprintf(err, errlen, "%s: cannot encrypt the cloud credentials of %s", s->path, d->name);
+    return -1;
+  }
   return rc == SQLITE_DONE ? 0 : store_fail(s, err, errlen, "insert deployments");
 }
 
 static int store_put_deployments(store_t *s, const keys_t *k, const cfg_config *c, char *err,
                                  size_t errlen) {
   sqlite3_stmt *st;
-  if (store_prepare(s, "INSERT INTO deployments VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &st, err, errlen) < 0)
+  if (store_prepare(s, "INSERT INTO deployments VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &st, err, errlen) < 0)
     return -1;
   int rv = 0;
   for (size_t i = 0; i < c->ndeployments && rv == 0; i++)
@@ -421,8 +481,33 @@ static int store_get_deployment(store_t *s, sqlite3_stmt *st, const keys_t *k, c
   uint32_t *nums[] = {&d->weight, &d->timeout_ms, &d->stream_timeout_ms, &d->connect_timeout_ms,
                       &d->rpm, &d->tpm};
   for (int i = 0; i < 6; i++) *nums[i] = (uint32_t)sqlite3_column_int64(st, 7 + i);
-  if (!d->name || !d->model_group || !d->provider || !d->upstream_model || !d->api_base || !d->api_version)
+  d->aws_region = col_dup(st, 16);
+  d->gcp_project = col_dup(st, 17);
+  d->gcp_location = col_dup(st, 18);
+  if (!d->name || !d->model_group || !d->provider || !d->upstream_model || !d->api_base || !d->api_version ||
+      !d->aws_region || !d->gcp_project || !d->gcp_location)
     return store_fail(s, err, errlen, "out of memory");
+  const int scol[STORE_NSECRETS] = {13, 14, 15, 19}; /* 0-based result columns of the blobs */
+  buf_t aad = {0};
+  for (int i = 0; i < STORE_NSECRETS; i++) {
+    char **f = store_secret_field(d, i);
+    int rv = 0;
+    if (sqlite3_column_type(st, scol[i]) == SQLITE_NULL) {
+      if (!(*f = strdup(""))) rv = -ENOMEM;
+    } else if (store_aad(d->name, store_secret_tags[i], &aad) < 0) {
+      rv = -ENOMEM;
+    } else {
+      rv = keys_decrypt_aad(k, aad.data, aad.len, sqlite3_column_blob(st, scol[i]),
+                            (size_t)sqlite3_column_bytes(st, scol[i]), f, NULL);
+    }
+    if (rv < 0) {
+      buf_free(&aad);
+      snprintf(err, errlen, "%s: cannot decrypt %s of %s (wrong secret.key?)", s->path,
+               store_secret_tags[i], d->name);
+      return -1;
+    }
+  }
+  buf_free(&aad);
   if (sqlite3_column_type(st, 5) == SQLITE_NULL) {
     d->api_key = strdup("");
     return d->api_key ? 0 : -1;
@@ -439,7 +524,9 @@ static int store_get_deployment(store_t *s, sqlite3_stmt *st, const keys_t *k, c
 static int store_get_deployments(store_t *s, const keys_t *k, cfg_config *c, char *err, size_t errlen) {
   sqlite3_stmt *st;
   if (store_prepare(s, "SELECT name, model_group, provider, upstream_model, api_base, api_key_enc,"
-                       " api_version, weight, timeout_ms, stream_timeout_ms, connect_timeout_ms, rpm, tpm"
+                       " api_version, weight, timeout_ms, stream_timeout_ms, connect_timeout_ms, rpm, tpm,"
+                       " aws_access_key_id_enc, aws_secret_access_key_enc, aws_session_token_enc,"
+                       " aws_region, gcp_project, gcp_location, gcp_credentials_enc"
                        " FROM deployments ORDER BY position", &st, err, errlen) < 0)
     return -1;
   int rc, rv = 0;

@@ -17,6 +17,7 @@
 
 #include "curl_uv.h"
 #include "egress.h"
+#include "gcp_auth.h"
 #include "log.h"
 #include "server.h"
 #include "stream.h"
@@ -25,6 +26,8 @@ static cu_multi multi;
 static uint64_t chats_in_flight;
 
 #define ATTEMPT_UNEXPRESSIBLE 1 /* attempt_start: the adapter cannot express the request */
+#define ATTEMPT_PARKED 2        /* attempt_start: waiting for an access token (gcp_auth.h) */
+#define ATTEMPT_NO_TOKEN 3      /* attempt_start: no access token and none coming: auth */
 
 static void attempt_next(chat *c, const snap_dep *from, const char *reason);
 static void attempt_failed(chat *c, enum metrics_class cls, const char *reason);
@@ -69,6 +72,7 @@ static void release_easy(chat *c) {
 }
 
 static void chat_free(chat *c) {
+  gcp_auth_cancel(&c->gw);
   release_easy(c);
   uv_timer_stop(&c->timer);
   uv_close((uv_handle_t *)&c->timer, on_chat_closed);
@@ -204,12 +208,24 @@ static int include_usage(const chat *c) {
   return l2 == 4 && memcmp(c->body + off + o2, "true", 4) == 0;
 }
 
+/* What the adapter needs to know about d, credentials included (the access token the
+ * chat holds for the attempt, gcp_auth.h). */
+static void attempt_target(const chat *c, const snap_dep *d, prov_target *t) {
+  *t = (prov_target){.api_base = d->api_base, .api_key = d->api_key,
+                     .upstream_model = d->upstream_model, .api_version = d->api_version,
+                     .aws_access_key_id = d->aws_access_key_id,
+                     .aws_secret_access_key = d->aws_secret_access_key,
+                     .aws_session_token = d->aws_session_token, .aws_region = d->aws_region,
+                     .gcp_project = d->gcp_project, .gcp_location = d->gcp_location,
+                     .access_token = c->access_token};
+}
+
 /* Builds the adapter's request for d into c->preq / c->up_hdrs (and the stream decoder).
  * Returns 0, ATTEMPT_UNEXPRESSIBLE (message in c->bad_request) or -1. */
 static int adapter_build(chat *c, const snap_dep *d) {
   prov_canon canon = {c->body, c->body_len, c->ri.stream, c->ri.stream && include_usage(c)};
-  prov_target t = {.api_base = d->api_base, .api_key = d->api_key,
-                   .upstream_model = d->upstream_model, .api_version = d->api_version};
+  prov_target t;
+  attempt_target(c, d, &t);
   struct curl_slist *h;
   adapter_clear(c);
   int rc = d->ops->build_request(&t, &canon, &c->preq, c->bad_request, sizeof c->bad_request);
@@ -232,8 +248,8 @@ static int adapter_build(chat *c, const snap_dep *d) {
 /* adapter_build for an embeddings request: families without embeddings are skipped
  * like a request they cannot express. */
 static int adapter_build_embeddings(chat *c, const snap_dep *d) {
-  prov_target t = {.api_base = d->api_base, .api_key = d->api_key,
-                   .upstream_model = d->upstream_model, .api_version = d->api_version};
+  prov_target t;
+  attempt_target(c, d, &t);
   struct curl_slist *h;
   adapter_clear(c);
   if (!d->ops->build_embeddings) {
@@ -256,14 +272,64 @@ static int adapter_build_embeddings(chat *c, const snap_dep *d) {
   return 0;
 }
 
-/* Returns 0 started, ATTEMPT_UNEXPRESSIBLE, or -1 (nothing was sent). */
+static int attempt_try(chat *c, int next, const snap_dep **from, const char **reason);
+
+/* No access token for an attempt: counted as a failed attempt of its deployment. */
+static void token_failed(chat *c, enum metrics_class cls, const char *reason) {
+  c->attempts++;
+  chat_set_dep_headers(c);
+  attempt_failed(c, cls, reason);
+}
+
+/* The token fetch the chat waited for ended. */
+static void on_token(gcp_waiter *w, int ok) {
+  chat *c = container_of(w, chat, gw);
+  uv_timer_stop(&c->timer);
+  if (!c->req) { chat_free(c); return; }
+  if (!ok) { token_failed(c, MC_OTHER_ERROR, "auth_no_token"); return; }
+  const snap_dep *from = NULL;
+  const char *reason = NULL;
+  if (!attempt_try(c, c->dep, &from, &reason)) attempt_next(c, from, reason);
+}
+
+/* The attempt's deadline passed while it waited for a token: a timeout (fails over). */
+static void on_token_deadline(uv_timer_t *t) {
+  chat *c = container_of(t, chat, timer);
+  if (!c->gw.cred) return;
+  gcp_auth_cancel(&c->gw);
+  token_failed(c, MC_TIMEOUT, "token_timeout");
+}
+
+/* Parks the chat on dep's credential until its token fetch ends (bounded by the
+ * attempt's deadline). ATTEMPT_PARKED, or ATTEMPT_NO_TOKEN when no fetch can run. */
+static int token_park(chat *c, int dep) {
+  const snap_dep *d = &c->snap->deps[dep];
+  c->dep = dep;
+  if (!d->gcp || gcp_auth_wait(d->gcp, &c->gw, on_token) < 0) return ATTEMPT_NO_TOKEN;
+  uint32_t ms = c->ri.stream ? d->stream_timeout_ms : d->timeout_ms;
+  if (ms) uv_timer_start(&c->timer, on_token_deadline, ms, 0);
+  LOG_DEBUG(c->rid, "attempt_waits_for_token", LF_S("deployment", d->name));
+  return ATTEMPT_PARKED;
+}
+
+/* Returns 0 started, ATTEMPT_UNEXPRESSIBLE, ATTEMPT_PARKED, ATTEMPT_NO_TOKEN, or -1
+ * (nothing was sent). */
 static int attempt_start(chat *c, int dep) {
   const snap_dep *d = &c->snap->deps[dep];
   const char *url, *body;
   size_t body_len;
   struct curl_slist *hdrs;
+  c->access_token = NULL;
+  c->used_token = 0;
+  if (d->ops && (d->gcp || d->gcp_broken)) {
+    const char *tok = d->gcp ? gcp_auth_token(d->gcp, &c->token_gen) : NULL;
+    if (!tok) return token_park(c, dep);
+    c->access_token = tok;
+    c->used_token = 1;
+  }
   if (d->ops) {
     int rc = c->op == CHAT_OP_EMBEDDINGS ? adapter_build_embeddings(c, d) : adapter_build(c, d);
+    c->access_token = NULL; /* copied into the request's headers */
     if (rc) return rc;
     url = c->preq.url.data;
     hdrs = c->up_hdrs;
@@ -305,10 +371,9 @@ static int attempt_start(chat *c, int dep) {
   curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
-  curl_easy_setopt(e, CURLOPT_PRIVATE, c);
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)d->connect_timeout_ms);
   c->attempt_start_us = util_now_us();
-  if (cu_start(&multi, e)) {
+  if (cu_start(&multi, e, &c->cu)) {
     cu_easy_put(&multi, e, c->ri.stream);
     return -1;
   }
@@ -358,22 +423,34 @@ static void attempt_next(chat *c, const snap_dep *from, const char *reason) {
       if (next >= 0) metrics_failover(from->stats, reason);
     }
     if (next < 0) { finish_exhausted(c); return; }
-    int rc = attempt_start(c, next);
-    if (rc == 0) return;
-    from = &c->snap->deps[next];
-    if (rc == ATTEMPT_UNEXPRESSIBLE) { /* not the provider's fault: not counted against it */
-      reason = "unsupported_request";
-      route_unused(&c->route);
-      route_failed(&c->route, c->snap, next); /* prefer another provider family */
-      c->n_unexpressible++;
-      continue;
-    }
-    /* could not even start (ENOMEM): next one */
-    reason = "internal_error";
-    from->stats->errors[MC_OTHER_ERROR]++;
-    c->n_failed++;
-    c->last_class = MC_OTHER_ERROR;
+    if (attempt_try(c, next, &from, &reason)) return;
   }
+}
+
+/* Starts an attempt on deployment next. 1: the chat went on (started, parked for a
+ * token, or failed over from here); 0: pick another, *from / *reason say why. */
+static int attempt_try(chat *c, int next, const snap_dep **from, const char **reason) {
+  int rc = attempt_start(c, next);
+  if (rc == 0 || rc == ATTEMPT_PARKED) return 1;
+  if (rc == ATTEMPT_NO_TOKEN) {
+    c->dep = next;
+    token_failed(c, MC_OTHER_ERROR, "auth_no_token");
+    return 1;
+  }
+  *from = &c->snap->deps[next];
+  if (rc == ATTEMPT_UNEXPRESSIBLE) { /* not the provider's fault: not counted against it */
+    *reason = "unsupported_request";
+    route_unused(&c->route);
+    route_failed(&c->route, c->snap, next); /* prefer another provider family */
+    c->n_unexpressible++;
+    return 0;
+  }
+  /* could not even start (ENOMEM): next one */
+  *reason = "internal_error";
+  (*from)->stats->errors[MC_OTHER_ERROR]++;
+  c->n_failed++;
+  c->last_class = MC_OTHER_ERROR;
+  return 0;
 }
 
 /* Counts a failed attempt and moves on. */
@@ -519,6 +596,7 @@ static void adapter_done(chat *c, CURL *e, CURLcode res, const snap_dep *d) {
     uint64_t retry_after_ms = 0; /* cooldowns are issue 5: read, not used yet */
     prov_error pe = d->ops->classify_error(c->status, c->resp.data ? c->resp.data : "",
                                            c->resp.len, &retry_after_ms);
+    if (c->status == 401 && c->used_token && d->gcp) gcp_auth_rejected(d->gcp, c->token_gen);
     cls = attempt_error_class(pe);
     if (cls == MC_CLIENT_ERROR) {
       release_easy(c);
@@ -578,8 +656,8 @@ static void adapter_done(chat *c, CURL *e, CURLcode res, const snap_dep *d) {
   attempt_failed(c, cls, rbuf);
 }
 
-static void on_done(CURL *e, CURLcode res, void *priv) {
-  chat *c = priv;
+static void on_done(CURL *e, CURLcode res, cu_owner *o) {
+  chat *c = container_of(o, chat, cu);
   enum metrics_class cls;
   const char *reason;
   c->in_multi = 0;
@@ -660,9 +738,16 @@ void attempt_stream_committed(chat *c) {
 
 /* ---- entry points -------------------------------------------------------------------- */
 
-int attempt_init(uv_loop_t *loop) { return cu_init(&multi, loop, on_done); }
+int attempt_init(uv_loop_t *loop) {
+  int rc = cu_init(&multi, loop);
+  if (rc == 0) gcp_auth_init(loop, &multi);
+  return rc;
+}
 
-void attempt_shutdown(void) { cu_close(&multi); }
+void attempt_shutdown(void) {
+  gcp_auth_shutdown(); /* cancels token fetches: the multi must be idle */
+  cu_close(&multi);
+}
 
 void attempt_chat(hs_request *req, snapshot *snap, const req_info *ri, const char *rid, int group) {
   attempt_serve(req, snap, ri, rid, group, NULL);
@@ -708,6 +793,7 @@ void attempt_serve(hs_request *req, snapshot *snap, const req_info *ri, const ch
     c->embed_b64 = wants_base64(c->body, c->body_len);
   }
   c->dep = -1;
+  c->cu.done = on_done;
   snprintf(c->rid, sizeof c->rid, "%s", rid);
   sse_init(&c->sse);
   uv_timer_init(multi.loop, &c->timer);

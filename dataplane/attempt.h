@@ -20,6 +20,8 @@
 #include <uv.h>
 
 #include "anthropic_ingress.h"
+#include "curl_uv.h"
+#include "gcp_auth.h"
 #include "http_server.h"
 #include "metrics.h"
 #include "provider.h"
@@ -76,6 +78,11 @@ typedef struct chat {
   int dep;                    /* deployment of the current/last attempt, -1 none */
   int attempts;               /* attempts started */
   CURL *easy;                 /* current transfer, NULL when none */
+  cu_owner cu;                /* owner tag of its transfers (curl_uv.h): on_done */
+  gcp_waiter gw;              /* parked waiting for a Vertex access token (gcp_auth.h) */
+  const char *access_token;   /* token for the attempt being built, NULL = none */
+  uint64_t token_gen;         /* generation of the token the attempt sent (401 → drop it) */
+  int used_token;             /* the current attempt sent a minted access token */
   int in_multi;               /* easy is added to the multi */
   int in_curl;                /* inside a curl callback: no multi calls, no freeing */
   uv_timer_t timer;           /* attempt deadline (first byte for streams, total otherwise);

@@ -20,11 +20,12 @@ static void reap_done(cu_multi *m) {
     if (msg->msg != CURLMSG_DONE) continue;
     CURL *e = msg->easy_handle;
     CURLcode res = msg->data.result; /* read before remove: msg dies with it */
-    void *priv = NULL;
-    curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&priv);
+    char *priv = NULL;
+    curl_easy_getinfo(e, CURLINFO_PRIVATE, &priv);
     curl_multi_remove_handle(m->multi, e);
     m->in_flight--;
-    m->on_done(e, res, priv);
+    cu_owner *o = (cu_owner *)(void *)priv;
+    if (o && o->done) o->done(e, res, o);
   }
 }
 
@@ -79,10 +80,9 @@ static int on_timeout(CURLM *multi, long ms, void *userp) {
   return 0;
 }
 
-int cu_init(cu_multi *m, uv_loop_t *loop, cu_done_cb on_done) {
+int cu_init(cu_multi *m, uv_loop_t *loop) {
   int rc;
   m->loop = loop;
-  m->on_done = on_done;
   for (int k = 0; k < 2; k++) {
     m->pool[k] = NULL;
     m->npool[k] = m->cappool[k] = 0;
@@ -135,7 +135,8 @@ void cu_easy_put(cu_multi *m, CURL *e, int stream) {
   else curl_easy_cleanup(e);
 }
 
-int cu_start(cu_multi *m, CURL *e) {
+int cu_start(cu_multi *m, CURL *e, cu_owner *owner) {
+  curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)owner);
   if (curl_multi_add_handle(m->multi, e) != CURLM_OK) return -1;
   m->in_flight++;
   return 0;

@@ -43,7 +43,9 @@ static void usage(FILE *f) {
           "  --access-log      one JSON line per request at info (default: only at debug;\n"
           "                    failovers, cuts and stalls are always logged)\n"
           "  --help            this text\n\n"
-          "SIGTERM/SIGINT: stop accepting, finish in-flight requests, exit 0.\n");
+          "SIGTERM/SIGINT: stop accepting, finish in-flight requests, exit 0.\n\n"
+          "Environment: LLMESH_GCP_REFRESH_SKEW_S (tests) seconds before expiry at which Vertex AI\n"
+          "access tokens are renewed (default 600; min 330); see dataplane/gcp_auth.h.\n");
 }
 
 static int split_hostport(const char *s, char *host, size_t cap, int *port) {

@@ -11,6 +11,7 @@
 uint64_t metrics_client_requests;
 uint64_t metrics_active_streams;
 uint64_t metrics_telemetry_dropped;
+uint64_t metrics_gcp_token_fetches[2];
 
 static uint64_t http_codes[600];     /* responses by status code */
 static metrics_dep *dep_table[DEP_BUCKETS];
@@ -196,6 +197,12 @@ int metrics_render(buf_t *o, const metrics_gauges *g) {
       "# TYPE llmesh_telemetry_dropped_total counter\nllmesh_telemetry_dropped_total %llu\n",
       (unsigned long long)g->snapshot_version, (unsigned long long)g->open_connections,
       (unsigned long long)metrics_active_streams, (unsigned long long)metrics_telemetry_dropped);
+  rc |= buf_printf(o,
+      "# HELP llmesh_gcp_token_fetches_total Google service-account access-token fetches by result.\n"
+      "# TYPE llmesh_gcp_token_fetches_total counter\n"
+      "llmesh_gcp_token_fetches_total{result=\"ok\"} %llu\n"
+      "llmesh_gcp_token_fetches_total{result=\"error\"} %llu\n",
+      (unsigned long long)metrics_gcp_token_fetches[1], (unsigned long long)metrics_gcp_token_fetches[0]);
   return rc ? -ENOMEM : 0;
 }
 

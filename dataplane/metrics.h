@@ -54,6 +54,7 @@ typedef struct metrics_gauges {
 extern uint64_t metrics_client_requests;   /* HTTP responses sent, all paths */
 extern uint64_t metrics_active_streams;    /* streams being relayed now */
 extern uint64_t metrics_telemetry_dropped; /* telemetry messages not sent */
+extern uint64_t metrics_gcp_token_fetches[2]; /* Google access-token fetches: [0] error, [1] ok */
 
 /* Entry for a deployment, created on first use; NULL on ENOMEM. Stable pointer. */
 metrics_dep *metrics_dep_get(const char *name, const char *group);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gcp_auth.h"
 #include "log.h"
 #include "metrics.h"
 #include "nng_bridge.h"
@@ -46,6 +47,7 @@ static void snapshot_free(snapshot *s) {
     free(s->deps[i].api_base);
     curl_slist_free_all(s->deps[i].hdrs_json);
     curl_slist_free_all(s->deps[i].hdrs_stream);
+    gcp_auth_put(s->deps[i].gcp);
   }
   for (int i = 0; i < s->ngroups; i++) {
     free(s->groups[i].deps);
@@ -128,6 +130,18 @@ static int dep_build(snapshot *s, snap_dep *d, const Llmesh__Deployment *pd) {
   d->connect_timeout_ms = pd->connect_timeout_ms ? pd->connect_timeout_ms : DEFAULT_CONNECT_MS;
   d->api_key = pd->api_key ? pd->api_key : "";
   d->api_version = pd->api_version ? pd->api_version : "";
+  d->aws_access_key_id = pd->aws_access_key_id ? pd->aws_access_key_id : "";
+  d->aws_secret_access_key = pd->aws_secret_access_key ? pd->aws_secret_access_key : "";
+  d->aws_session_token = pd->aws_session_token ? pd->aws_session_token : "";
+  d->aws_region = pd->aws_region ? pd->aws_region : "";
+  d->gcp_project = pd->gcp_project ? pd->gcp_project : "";
+  d->gcp_location = pd->gcp_location ? pd->gcp_location : "";
+  if (pd->gcp_credentials && *pd->gcp_credentials &&
+      !(d->gcp = gcp_auth_get(pd->gcp_credentials, strlen(pd->gcp_credentials), d->name))) {
+    d->gcp_broken = 1;
+    LOG_ERROR(NULL, "gcp_credentials_unusable", LF_S("deployment", d->name),
+              LF_S("why", "service-account key rejected or out of memory; attempts fail as auth"));
+  }
   size_t bl = strlen(pd->api_base);
   while (bl && pd->api_base[bl - 1] == '/') bl--;
   if (!(d->api_base = strndup(pd->api_base, bl))) return -ENOMEM;

@@ -15,6 +15,7 @@
 #include "llmesh.pb-c.h"
 
 struct curl_slist;
+struct gcp_cred;
 struct metrics_dep;
 struct provider_ops;
 
@@ -28,6 +29,15 @@ typedef struct snap_dep {
   char *api_base;                 /* api_base without trailing '/'; never shown to clients */
   const char *api_key;            /* provider credential, "" when none (adapters) */
   const char *api_version;        /* provider API version, "" = adapter default */
+  const char *aws_access_key_id;  /* bedrock SigV4 key id, "" = none */
+  const char *aws_secret_access_key; /* its secret, "" = none */
+  const char *aws_session_token;  /* STS session token, "" = none */
+  const char *aws_region;         /* AWS region, "" = none */
+  const char *gcp_project;        /* Vertex AI project, "" = from api_base */
+  const char *gcp_location;       /* Vertex AI location, "" = adapter default */
+  struct gcp_cred *gcp;           /* service account that mints its access tokens (gcp_auth.h),
+                                   * one reference; NULL = none */
+  int gcp_broken;                 /* has a key the worker cannot use: attempts fail as auth */
   char *url;                      /* passthrough: api_base + "/chat/completions", else NULL */
   char *embed_url;                /* passthrough: api_base + "/embeddings", else NULL */
   struct curl_slist *hdrs_json;   /* upstream headers for a non-stream request */

@@ -17,9 +17,14 @@
 #include "config_import.h"
 #include "keys.h"
 #include "store.h"
+#include "sa_key.h"
 
 #define PROVIDER_KEY "sk-PLAINTEXT-provider-key-7f3a9c"
 #define MASTER_KEY "sk-PLAINTEXT-master-key-51be02"
+#define AWS_KEY_ID "AKIAPLAINTEXTKEYID42"
+#define AWS_SECRET "PLAINTEXT-aws-secret-9d8c7b6a"
+#define AWS_SESSION "PLAINTEXT-aws-session-token-1f2e"
+#define SA_EMAIL "plaintext-sa@proj.iam.gserviceaccount.com"
 
 typedef struct fixture {
   char dir[64];   /* temp dir */
@@ -199,15 +204,88 @@ static int file_contains(const char *path, const char *needle, int *exists) {
   return memmem(data, n, needle, strlen(needle)) != NULL;
 }
 
+/* config_v1 plus a Bedrock deployment with SigV4 keys and a Vertex one with a
+ * service-account key (malloc'd); pem_line: a piece of that key's private key. */
+static char *config_cloud(char pem_line[41], char **sa_json) {
+  char *yaml = NULL;
+  *sa_json = sa_key_json(SA_EMAIL, "proj", "https://oauth2.googleapis.com/token", pem_line);
+  if (asprintf(&yaml,
+               "%s"
+               "  - model_name: claude-br\n"
+               "    litellm_params: {model: bedrock/anthropic.claude-v2, aws_access_key_id: " AWS_KEY_ID ","
+               " aws_secret_access_key: " AWS_SECRET ", aws_session_token: " AWS_SESSION ","
+               " aws_region_name: us-east-1}\n"
+               "  - model_name: gem-vx\n"
+               "    litellm_params: {model: vertex_ai/gemini-1.5-pro, vertex_location: us-east5,"
+               " vertex_credentials: '%s'}\n",
+               config_v1, *sa_json) < 0)
+    abort();
+  /* the model_list entries go before router_settings */
+  char *r = strstr(yaml, "router_settings:"), *m = strstr(yaml, "  - model_name: claude-br");
+  size_t rl = (size_t)(m - r), ml = strlen(m);
+  char *tmp = malloc(rl);
+  memcpy(tmp, r, rl);
+  memmove(r, m, ml);
+  memcpy(r + ml, tmp, rl);
+  free(tmp);
+  return yaml;
+}
+
+static void test_cloud_round_trip(void **state) {
+  fixture *f = *state;
+  store_t *s = open_store(f);
+  cfg_config a, b;
+  uint64_t v, v2;
+  int changed;
+  char line[41], *json;
+  char *yaml = config_cloud(line, &json);
+  parse(f, yaml, &a);
+  assert_int_equal(store_import(s, &f->keys, &a, &v, &changed, f->err, sizeof f->err), 0);
+  assert_int_equal(store_load(s, &f->keys, &b, &v, f->err, sizeof f->err), 1);
+  assert_int_equal(b.ndeployments, 4);
+  assert_string_equal(b.deployments[2].aws_access_key_id, AWS_KEY_ID);
+  assert_string_equal(b.deployments[2].aws_secret_access_key, AWS_SECRET);
+  assert_string_equal(b.deployments[2].aws_session_token, AWS_SESSION);
+  assert_string_equal(b.deployments[2].aws_region, "us-east-1");
+  assert_string_equal(b.deployments[3].gcp_credentials, json);
+  assert_string_equal(b.deployments[3].gcp_project, "proj");
+  assert_string_equal(b.deployments[3].gcp_location, "us-east5");
+  assert_string_equal(b.deployments[0].aws_secret_access_key, "");
+  assert_string_equal(b.deployments[0].gcp_credentials, "");
+  assert_int_equal(store_import(s, &f->keys, &b, &v2, &changed, f->err, sizeof f->err), 0);
+  assert_false(changed); /* read back = imported */
+  /* a secret change alone is a change (the fingerprint covers it) */
+  free(b.deployments[2].aws_secret_access_key);
+  b.deployments[2].aws_secret_access_key = strdup("rotated");
+  assert_int_equal(store_import(s, &f->keys, &b, &v2, &changed, f->err, sizeof f->err), 0);
+  assert_true(changed);
+  assert_int_equal(v2, v + 1);
+  cfg_free(&a);
+  cfg_free(&b);
+  /* a blob moved to another column does not decrypt (AAD = name \0 column) */
+  sqlite3 *db;
+  assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, "UPDATE deployments SET aws_session_token_enc = aws_secret_access_key_enc"
+                                    " WHERE name = 'claude-br-1'", NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+  assert_int_equal(store_load(s, &f->keys, &b, &v, f->err, sizeof f->err), -1);
+  assert_non_null(strstr(f->err, "cannot decrypt aws_session_token of claude-br-1"));
+  store_close(s);
+  free(yaml);
+  free(json);
+}
+
 static void test_no_plaintext_secrets(void **state) {
   fixture *f = *state;
   store_t *s = open_store(f);
   cfg_config c;
   uint64_t v;
   int changed;
-  char wal[128];
+  char wal[128], line[41], *json;
+  char *yaml = config_cloud(line, &json);
+  const char *secrets[] = {PROVIDER_KEY, MASTER_KEY, AWS_KEY_ID, AWS_SECRET, AWS_SESSION, SA_EMAIL, line};
   snprintf(wal, sizeof wal, "%s-wal", f->db);
-  parse(f, config_v1, &c);
+  parse(f, yaml, &c);
   assert_int_equal(store_import(s, &f->keys, &c, &v, &changed, f->err, sizeof f->err), 0);
   cfg_free(&c);
   /* while open, the rows sit in the WAL; check both files */
@@ -215,14 +293,17 @@ static void test_no_plaintext_secrets(void **state) {
   int canary = file_contains(f->db, "gpt-4o-canary", &db_exists) | file_contains(wal, "gpt-4o-canary", &wal_exists);
   assert_true(wal_exists);
   assert_true(canary); /* proves we are reading the bytes that hold the rows */
-  assert_false(file_contains(f->db, PROVIDER_KEY, &db_exists));
-  assert_false(file_contains(wal, PROVIDER_KEY, &wal_exists));
-  assert_false(file_contains(f->db, MASTER_KEY, &db_exists));
-  assert_false(file_contains(wal, MASTER_KEY, &wal_exists));
+  for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++) {
+    assert_false(file_contains(f->db, secrets[i], &db_exists));
+    assert_false(file_contains(wal, secrets[i], &wal_exists));
+  }
   store_close(s); /* checkpoints into the main file */
   assert_true(file_contains(f->db, "gpt-4o-canary", &db_exists));
-  assert_false(file_contains(f->db, PROVIDER_KEY, &db_exists));
-  assert_false(file_contains(f->db, MASTER_KEY, &db_exists));
+  assert_true(file_contains(f->db, "us-east5", &db_exists)); /* plain columns are there */
+  for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++)
+    assert_false(file_contains(f->db, secrets[i], &db_exists));
+  free(yaml);
+  free(json);
 }
 
 int main(void) {
@@ -232,6 +313,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_version_bumps_only_on_change, setup, teardown),
       cmocka_unit_test_setup_teardown(test_round_trip_equals_import, setup, teardown),
       cmocka_unit_test_setup_teardown(test_no_plaintext_secrets, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cloud_round_trip, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
