@@ -2,6 +2,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,23 @@ uint64_t util_rss_bytes(void) {
   if (fscanf(f, "%lu %lu", &size, &rss) != 2) rss = 0;
   fclose(f);
   return (uint64_t)rss * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static int exit_deadline_code;
+
+static void exit_deadline_fire(int sig) {
+  static const char line[] = "{\"level\":\"warn\",\"event\":\"shutdown_forced\","
+                             "\"reason\":\"teardown exceeded its deadline\"}\n";
+  ssize_t w = write(STDERR_FILENO, line, sizeof line - 1);
+  (void)w;
+  (void)sig;
+  _exit(exit_deadline_code);
+}
+
+void util_exit_deadline(unsigned seconds, int code) {
+  exit_deadline_code = code;
+  signal(SIGALRM, exit_deadline_fire);
+  alarm(seconds);
 }
 
 static int buf_reserve(buf_t *b, size_t extra) {

@@ -14,6 +14,12 @@ uint64_t util_now_us(void);        /* monotonic clock, µs */
 uint64_t util_wall_ms(void);       /* wall clock, ms since the epoch */
 uint64_t util_rss_bytes(void);     /* resident set size of this process, bytes (0 if unknown) */
 
+/* Bounds process teardown: after `seconds`, log one "shutdown_forced" JSON line and
+ * _exit(code). Armed once the graceful part of a shutdown is done, because NNG 1.5.2's
+ * nng_close can deadlock on rare occasions (nanomsg/nng#1543, fixed after 1.5.2) and an
+ * operator's SIGTERM must always end the process. */
+void util_exit_deadline(unsigned seconds, int code);
+
 /* Growable byte buffer. Functions return 0 or -ENOMEM. */
 typedef struct buf {
   char *data;      /* bytes, not NUL-terminated unless buf_cstr() was called */

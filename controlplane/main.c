@@ -289,6 +289,7 @@ static int control_status(Llmesh__StatusReport *r, telem_report *st, void *ud) {
 static void control_shutdown(control_t *ctl) {
   if (ctl->stopping) return;
   ctl->stopping = 1;
+  util_exit_deadline(3, 0);
   uv_close((uv_handle_t *)&ctl->republish, NULL);
   uv_close((uv_handle_t *)&ctl->sigterm, NULL);
   uv_close((uv_handle_t *)&ctl->sigint, NULL);

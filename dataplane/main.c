@@ -84,6 +84,7 @@ static void on_drained(hs_server *s, void *ud) {
   worker *w = container_of((server_ctx *)ud, worker, ctx); /* hs hands back its ud */
   (void)s;
   LOG_INFO(NULL, "drained", LF_I("chats_in_flight", attempt_chats_in_flight()));
+  util_exit_deadline(3, 0);
   hs_server_free(w->hs);
   w->hs = NULL;
   w->ctx.hs = NULL;
@@ -97,6 +98,7 @@ static void on_signal(uv_signal_t *h, int signum) {
   worker *w = h->data;
   if (w->draining) { /* second signal: stop waiting for in-flight requests */
     LOG_WARN(NULL, "drain_forced", LF_I("signal", signum));
+    util_exit_deadline(3, 0);
     if (w->hs) hs_server_free(w->hs); /* aborts in-flight: on_abort cancels upstream */
     w->hs = NULL;
     w->ctx.hs = NULL;

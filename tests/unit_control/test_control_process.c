@@ -137,7 +137,8 @@ static Llmesh__Snapshot *recv_snapshot(int port) {
     snap = llmesh__snapshot__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
     nng_msg_free(m);
   }
-  nng_close(s);
+  /* Left open on purpose: NNG 1.5.2's nng_close can deadlock on a SUB dialer
+   * (nanomsg/nng#1543); the socket dies with this short-lived test process. */
   return snap;
 }
 
@@ -413,7 +414,7 @@ int main(int argc, char **argv) {
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
   if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
-  nng_fini();
+  /* No nng_fini(): it closes the snapshot subscribers left open on purpose above. */
   fprintf(stderr, "%d failure(s)\n", failures);
   return failures ? 1 : 0;
 }
