@@ -220,17 +220,9 @@ static void attempt_target(const chat *c, const snap_dep *d, prov_target *t) {
                      .access_token = c->access_token};
 }
 
-/* Builds the adapter's request for d into c->preq / c->up_hdrs (and the stream decoder).
- * Returns 0, ATTEMPT_UNEXPRESSIBLE (message in c->bad_request) or -1. */
-static int adapter_build(chat *c, const snap_dep *d) {
-  prov_canon canon = {c->body, c->body_len, c->ri.stream, c->ri.stream && include_usage(c)};
-  prov_target t;
-  attempt_target(c, d, &t);
+/* c->preq's headers as a curl list in c->up_hdrs. Returns 0 or -1. */
+static int preq_headers(chat *c) {
   struct curl_slist *h;
-  adapter_clear(c);
-  int rc = d->ops->build_request(&t, &canon, &c->preq, c->bad_request, sizeof c->bad_request);
-  if (rc == -EINVAL) return ATTEMPT_UNEXPRESSIBLE;
-  if (rc || !buf_cstr(&c->preq.url)) return -1;
   const char *p = c->preq.headers.data;
   for (int i = 0; i < c->preq.nheaders; i++, p += strlen(p) + 1) {
     if (!(h = curl_slist_append(c->up_hdrs, p))) return -1;
@@ -238,6 +230,19 @@ static int adapter_build(chat *c, const snap_dep *d) {
   }
   if (!(h = curl_slist_append(c->up_hdrs, "Expect:"))) return -1; /* no 100-continue stall */
   c->up_hdrs = h;
+  return 0;
+}
+
+/* Builds the adapter's request for d into c->preq / c->up_hdrs (and the stream decoder).
+ * Returns 0, ATTEMPT_UNEXPRESSIBLE (message in c->bad_request) or -1. */
+static int adapter_build(chat *c, const snap_dep *d) {
+  prov_canon canon = {c->body, c->body_len, c->ri.stream, c->ri.stream && include_usage(c)};
+  prov_target t;
+  attempt_target(c, d, &t);
+  adapter_clear(c);
+  int rc = d->ops->build_request(&t, &canon, &c->preq, c->bad_request, sizeof c->bad_request);
+  if (rc == -EINVAL) return ATTEMPT_UNEXPRESSIBLE;
+  if (rc || !buf_cstr(&c->preq.url) || preq_headers(c)) return -1;
   if (c->ri.stream) {
     if (!(c->ps = d->ops->stream_new(&canon, d->upstream_model))) return -1;
     c->ps_ops = d->ops;
@@ -250,7 +255,6 @@ static int adapter_build(chat *c, const snap_dep *d) {
 static int adapter_build_embeddings(chat *c, const snap_dep *d) {
   prov_target t;
   attempt_target(c, d, &t);
-  struct curl_slist *h;
   adapter_clear(c);
   if (!d->ops->build_embeddings) {
     snprintf(c->bad_request, sizeof c->bad_request,
@@ -261,14 +265,30 @@ static int adapter_build_embeddings(chat *c, const snap_dep *d) {
   int rc = d->ops->build_embeddings(&t, c->body, c->body_len, &c->preq, c->bad_request,
                                     sizeof c->bad_request);
   if (rc == -EINVAL) return ATTEMPT_UNEXPRESSIBLE;
-  if (rc || !buf_cstr(&c->preq.url)) return -1;
-  const char *p = c->preq.headers.data;
-  for (int i = 0; i < c->preq.nheaders; i++, p += strlen(p) + 1) {
-    if (!(h = curl_slist_append(c->up_hdrs, p))) return -1;
-    c->up_hdrs = h;
-  }
-  if (!(h = curl_slist_append(c->up_hdrs, "Expect:"))) return -1;
-  c->up_hdrs = h;
+  if (rc || !buf_cstr(&c->preq.url) || preq_headers(c)) return -1;
+  return 0;
+}
+
+/* An Anthropic client and an anthropic-family deployment: the client's body goes as is
+ * with only `model` rewritten, to the adapter's URL with the adapter's headers (built
+ * from a minimal canonical request, so URL and credential rules stay in anthropic.c);
+ * anthropic-version is the client's when it sent one. Returns 0 or -1. */
+static int passthrough_build(chat *c, const snap_dep *d) {
+  static const char probe[] = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\".\"}]}";
+  prov_canon canon = {probe, sizeof probe - 1, c->ri.stream, 0};
+  prov_target t;
+  char err[128];
+  attempt_target(c, d, &t);
+  const char *v = hs_header_get(c->req, "anthropic-version");
+  if (v && *v) t.api_version = v;
+  adapter_clear(c);
+  if (d->ops->build_request(&t, &canon, &c->preq, err, sizeof err) || !buf_cstr(&c->preq.url) ||
+      preq_headers(c))
+    return -1;
+  if (req_rewrite_model(&c->up_body, c->req->body, c->req->body_len, &c->native_ri,
+                        d->upstream_model))
+    return -1;
+  c->up_model = NULL; /* up_body no longer holds the canonical body */
   return 0;
 }
 
@@ -327,7 +347,14 @@ static int attempt_start(chat *c, int dep) {
     c->access_token = tok;
     c->used_token = 1;
   }
-  if (d->ops) {
+  int pt = c->has_native && c->op == CHAT_OP_COMPLETIONS && d->ops == &prov_anthropic;
+  if (pt) {
+    if (passthrough_build(c, d)) return -1;
+    url = c->preq.url.data;
+    hdrs = c->up_hdrs;
+    body = c->up_body.data;
+    body_len = c->up_body.len;
+  } else if (d->ops) {
     int rc = c->op == CHAT_OP_EMBEDDINGS ? adapter_build_embeddings(c, d) : adapter_build(c, d);
     c->access_token = NULL; /* copied into the request's headers */
     if (rc) return rc;
@@ -347,6 +374,8 @@ static int attempt_start(chat *c, int dep) {
     body_len = c->up_body.len;
   }
   c->dep = dep;
+  c->pt = pt;
+  c->native_error = 0;
   c->attempts++;
   chat_set_dep_headers(c);
   c->status = 0;
@@ -598,6 +627,17 @@ static void adapter_done(chat *c, CURL *e, CURLcode res, const snap_dep *d) {
                                            c->resp.len, &retry_after_ms);
     if (c->status == 401 && c->used_token && d->gcp) gcp_auth_rejected(d->gcp, c->token_gen);
     cls = attempt_error_class(pe);
+    if (cls == MC_CLIENT_ERROR && c->pt && c->resp.len &&
+        req_json_valid(c->resp.data, c->resp.len)) { /* already the client's dialect */
+      release_easy(c);
+      d->stats->errors[MC_CLIENT_ERROR]++;
+      LOG_INFO(c->rid, "provider_rejected", LF_S("deployment", d->name), LF_I("status", c->status),
+               LF_S("class", prov_error_name(pe)));
+      chat_respond(c, c->status, c->content_type[0] ? c->content_type : "application/json",
+                   c->resp.data, c->resp.len);
+      chat_free(c);
+      return;
+    }
     if (cls == MC_CLIENT_ERROR) {
       release_easy(c);
       adapter_client_error(c, d, pe);
@@ -618,6 +658,19 @@ static void adapter_done(chat *c, CURL *e, CURLcode res, const snap_dep *d) {
       d->stats->success++;
       account_usage(c, d);
       chat_respond(c, 200, "application/json", c->out.data, c->out.len);
+      chat_free(c);
+      return;
+    }
+    cls = MC_OTHER_ERROR;
+    reason = "garbage";
+  } else if (!c->ri.stream && c->pt) {
+    if (c->resp.len && req_json_valid(c->resp.data, c->resp.len)) { /* relayed untouched */
+      stream_native_usage(c, c->resp.data, c->resp.len, 0);
+      release_easy(c);
+      d->stats->success++;
+      account_usage(c, d);
+      chat_respond(c, 200, c->content_type[0] ? c->content_type : "application/json",
+                   c->resp.data, c->resp.len);
       chat_free(c);
       return;
     }
@@ -786,6 +839,10 @@ void attempt_serve(hs_request *req, snapshot *snap, const req_info *ri, const ch
       memset(o->canon, 0, sizeof *o->canon);
       c->body = c->canon.data;
       c->body_len = c->canon.len;
+    }
+    if (o->native) {
+      c->native_ri = *o->native;
+      c->has_native = 1;
     }
   }
   if (c->op == CHAT_OP_EMBEDDINGS) {

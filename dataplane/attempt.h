@@ -55,6 +55,9 @@ typedef struct chat_opts {
   enum chat_egress egress; /* client dialect */
   buf_t *canon;            /* canonical body built by an ingress, moved into the chat
                             * (emptied); NULL: the client's body is canonical */
+  const req_info *native;  /* the client's own (non-canonical) body scanned by req_parse:
+                            * deployments speaking the client's dialect get it as is, model
+                            * rewritten (Anthropic → anthropic family); NULL = never */
 } chat_opts;
 
 typedef struct chat {
@@ -72,6 +75,11 @@ typedef struct chat {
   buf_t eg;                   /* egress bytes translated from one canonical chunk */
   int egress_ended;           /* the egress wrote its terminal event (stop or error) */
   size_t body_len;            /* bytes in body */
+  int has_native;             /* native_ri is valid: passthrough to the client's own dialect */
+  req_info native_ri;         /* model span etc. of the client's body (req->body) */
+  int pt;                     /* this attempt passes the client's native body through and
+                               * relays the upstream bytes as they are (no translation) */
+  int native_error;           /* passthrough stream: an upstream event: error was relayed */
   buf_t up_body;              /* upstream body, model rewritten; outlives the transfer */
   const char *up_model;       /* upstream model up_body carries (NULL: none built) */
   route_state route;          /* what was tried */

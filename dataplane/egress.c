@@ -8,7 +8,7 @@
 #include "stream.h"
 
 int egress_stream_write(chat *c, const char *p, size_t n) {
-  if (c->egress == EGRESS_OPENAI) return hs_stream_write(c->req, p, n);
+  if (c->egress == EGRESS_OPENAI || c->pt) return hs_stream_write(c->req, p, n);
   if (c->egress_ended || !c->ais) return 0;
   buf_reset(&c->eg);
   int rc = ai_stream_feed(c->ais, p, n, &c->eg);
@@ -55,7 +55,7 @@ void egress_stream_fail(chat *c, int stalled) {
 
 int egress_whole(chat *c, int *status, const char **ctype, const char *body, size_t len,
                  buf_t *out) {
-  if (c->egress == EGRESS_OPENAI) return 1;
+  if (c->egress == EGRESS_OPENAI || c->pt) return 1; /* pt: already in the client's dialect */
   *ctype = "application/json";
   if (*status >= 200 && *status < 300) {
     int rc = ai_response_from_openai(body, len, c->ri.model, out);

@@ -5,7 +5,8 @@
  * has each canonical piece translated on its way out: whole answers and errors with
  * ai_response_from_openai / ai_error_*, stream chunks through an ai_stream. The attempt
  * machinery (routing, commit, failover, backpressure) stays single; with EGRESS_OPENAI
- * every function is the plain hs_* call. */
+ * every function is the plain hs_* call, and so it is for a passthrough attempt (chat.pt:
+ * the upstream already speaks the client's dialect). */
 #ifndef LLMESH_EGRESS_H
 #define LLMESH_EGRESS_H
 

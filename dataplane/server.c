@@ -186,7 +186,10 @@ static void handle_messages(hs_request *req, const char *rid) {
       messages_error(req, rid, 404, msg);
     } else {
       if (ai.dropped[0]) LOG_DEBUG(rid, "ingress_dropped", LF_S("fields", ai.dropped));
-      chat_opts o = {.op = CHAT_OP_COMPLETIONS, .egress = EGRESS_ANTHROPIC, .canon = &canon};
+      req_info nri; /* the client's body as is: Anthropic deployments get it, model rewritten */
+      int native = req_parse(req->body, req->body_len, &nri) == REQ_OK;
+      chat_opts o = {.op = CHAT_OP_COMPLETIONS, .egress = EGRESS_ANTHROPIC, .canon = &canon,
+                     .native = native ? &nri : NULL};
       attempt_serve(req, s, &ri, rid, g, &o); /* takes canon */
     }
   }

@@ -41,6 +41,97 @@ static void record_garbage(chat *c) {
   strcpy(c->fail_reason, "garbage");
 }
 
+/* ---- passthrough of the client's own dialect (chat.pt: Anthropic SSE as is) ---------- */
+
+static int native_uint(const char *p, size_t n, const char *key, uint64_t *v) {
+  size_t off, len;
+  return req_json_find(p, n, key, &off, &len) == 0 && req_json_uint(p + off, len, v) == 0;
+}
+
+void stream_native_usage(chat *c, const char *p, size_t n, int in_message) {
+  size_t off, len;
+  if (in_message) {
+    if (req_json_find(p, n, "message", &off, &len)) return;
+    p += off;
+    n = len;
+  }
+  if (req_json_find(p, n, "usage", &off, &len)) return;
+  p += off;
+  n = len;
+  prov_usage *u = &c->usage;
+  uint64_t input = u->prompt_tokens - u->cached_tokens - u->cache_write_tokens, v;
+  int seen = 0;
+  if (native_uint(p, n, "input_tokens", &v)) input = v, seen = 1;
+  if (native_uint(p, n, "cache_read_input_tokens", &v)) u->cached_tokens = v, seen = 1;
+  if (native_uint(p, n, "cache_creation_input_tokens", &v)) u->cache_write_tokens = v, seen = 1;
+  if (native_uint(p, n, "output_tokens", &v)) u->completion_tokens = v, seen = 1;
+  u->prompt_tokens = input + u->cached_tokens + u->cache_write_tokens;
+  if (seen) u->seen = 1;
+}
+
+/* Decoder callback of a passthrough stream: first-event validity, usage, message_stop, and
+ * an in-band error (before commit: fail over; after: relayed, and the stream ends). */
+static void on_native_event(void *ud, const sse_event *ev) {
+  chat *c = ud;
+  if (!c->first_event) c->first_event = req_json_valid(ev->data, ev->data_len) ? 1 : -1;
+  if (strcmp(ev->event, "message_stop") == 0) {
+    c->saw_done = 1;
+  } else if (strcmp(ev->event, "message_start") == 0) {
+    stream_native_usage(c, ev->data, ev->data_len, 1);
+  } else if (strcmp(ev->event, "message_delta") == 0) {
+    stream_native_usage(c, ev->data, ev->data_len, 0);
+  } else if (strcmp(ev->event, "error") == 0) {
+    if (c->committed) { c->native_error = 1; return; }
+    size_t off, len, o2, l2;
+    const char *t = "";
+    if (req_json_find(ev->data, ev->data_len, "error", &off, &len) == 0 &&
+        req_json_find(ev->data + off, len, "type", &o2, &l2) == 0)
+      t = ev->data + off + o2;
+    int rl = strncmp(t, "\"rate_limit_error\"", 18) == 0;
+    int ov = strncmp(t, "\"overloaded_error\"", 18) == 0;
+    c->fail_class = rl ? MC_RATE_LIMITED : MC_SERVER_ERROR;
+    snprintf(c->fail_reason, sizeof c->fail_reason, "%s",
+             prov_error_name(rl ? PE_RATE_LIMITED : ov ? PE_OVERLOADED : PE_SERVER));
+    c->first_event = -1; /* the client has seen nothing: fail over */
+  }
+}
+
+static int commit(chat *c);
+
+/* Passthrough: the upstream bytes go to the client as they arrive, once the first event
+ * was valid; the decoder only watches them. */
+static size_t native_on_data(chat *c, const char *p, size_t n) {
+  if (c->committed) {
+    if (c->client_full) { /* not consumed: curl delivers it again on unpause */
+      c->paused = 1;
+      return CURL_WRITEFUNC_PAUSE;
+    }
+    c->last_byte_ms = uv_now(c->timer.loop);
+    if (c->saw_done || c->terminal_sent) return n;
+    sse_feed(&c->sse, p, n, on_native_event, c);
+    int rc = hs_stream_write(c->req, p, n);
+    if (rc < 0) { c->client_gone = 1; return CURL_WRITEFUNC_ERROR; }
+    if (!c->req) return CURL_WRITEFUNC_ERROR; /* on_abort ran inside the write */
+    if (rc == 1) c->client_full = 1;
+    if (c->native_error) { /* relayed as is: it is the stream's end */
+      c->terminal_sent = 1;
+      return CURL_WRITEFUNC_ERROR;
+    }
+    return n;
+  }
+  if (buf_append(&c->resp, p, n) || sse_feed(&c->sse, p, n, on_native_event, c) < 0 ||
+      c->first_event < 0 || c->resp.len > ATTEMPT_MAX_PRECOMMIT) {
+    if (!c->fail_reason[0]) record_garbage(c);
+    return CURL_WRITEFUNC_ERROR;
+  }
+  if (c->first_event > 0 && commit(c) < 0) {
+    c->client_gone = 1;
+    return CURL_WRITEFUNC_ERROR;
+  }
+  if (c->saw_done) return n;
+  return c->req ? n : CURL_WRITEFUNC_ERROR;
+}
+
 /* The first event was valid: send status, headers and the held bytes. */
 static int commit(chat *c) {
   hs_header h[] = {{"cache-control", "no-cache"},
@@ -136,6 +227,7 @@ int stream_adapter_eof(chat *c) {
 
 size_t stream_on_data(chat *c, const char *p, size_t n) {
   if (!c->req || c->client_gone) return CURL_WRITEFUNC_ERROR;
+  if (c->pt) return native_on_data(c, p, n);
   const provider_ops *ops = c->snap->deps[c->dep].ops;
   if (ops) return adapter_on_data(c, ops, p, n);
   if (c->committed) {

@@ -40,6 +40,10 @@ int stream_end(chat *c, int stalled);
  * the stream completed with output, returns 1; 0 when there is nothing to send
  * (garbage); -1 when the client is gone. */
 int stream_adapter_eof(chat *c);
+/* Usage of an Anthropic message (in_message = 0: the top-level `usage` of a message or a
+ * message_delta; 1: `message.usage` of a message_start) into c->usage, fields updated only
+ * when present. A scan, no parse: the passthrough path's accounting. */
+void stream_native_usage(chat *c, const char *json, size_t n, int in_message);
 /* The client's write queue drained: resume a paused transfer (from the loop). */
 void stream_drain(chat *c);
 /* Resets the relay state for a new attempt. */

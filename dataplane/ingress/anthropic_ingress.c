@@ -83,6 +83,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sse_decoder.h"
+
 #define AI_MAX_LINE (8u << 20)  /* bytes; an SSE line or event above this is garbage */
 #define AI_MAX_TOOLS 4096       /* tool calls per message; more is garbage */
 #define LIT(b, s) buf_append((b), (s), sizeof(s) - 1) /* appends a string literal */
@@ -753,11 +755,7 @@ done:
 enum { TOOL_UNSEEN = 0, TOOL_OPEN, TOOL_CLOSED };
 
 struct ai_stream {
-  /* SSE framing */
-  buf_t line;            /* partial line carried across feeds */
-  buf_t data;            /* data lines of the event being assembled, joined with "\n" */
-  int has_data;          /* a data: line was seen for the current event */
-  int skip_lf;           /* previous line ended in CR: a following LF belongs to it */
+  sse_decoder sse;        /* SSE framing (limit AI_MAX_LINE) */
   /* translation */
   int rc;                /* AI_MORE while running, else the sticky terminal result */
   char *model;           /* model name reported to the client */
@@ -785,13 +783,13 @@ ai_stream *ai_stream_new(const char *model) {
   if (!s->model) { free(s); return NULL; }
   s->open_tool = -1;
   s->last_tool = -1;
+  sse_init_opts(&s->sse, AI_MAX_LINE, 0);
   return s;
 }
 
 void ai_stream_free(ai_stream *s) {
   if (!s) return;
-  buf_free(&s->line);
-  buf_free(&s->data);
+  sse_free(&s->sse);
   free(s->tools);
   free(s->stop_seq);
   free(s->model);
@@ -981,71 +979,29 @@ static int on_chunk(ai_stream *s, const json_t *c) {
   return AI_MORE;
 }
 
-static void event_dispatch(ai_stream *s) {
-  if (s->has_data) {
-    size_t n = s->data.len;
-    const char *p = s->data.data ? s->data.data : "";
-    if (n == 6 && !memcmp(p, "[DONE]", 6)) {
-      s->rc = on_done(s);
-    } else {
-      json_t *c = json_loadb(p, n, 0, NULL);
-      s->rc = json_is_object(c) ? on_chunk(s, c)
-                                : fail_garbage(s, "The upstream sent an unreadable stream.");
-      json_decref(c);
-    }
+/* One complete SSE event; nonzero stops decoding. */
+static int event_dispatch(void *ud, const sse_event *ev) {
+  ai_stream *s = ud;
+  if (ev->data_len == 6 && !memcmp(ev->data, "[DONE]", 6)) {
+    s->rc = on_done(s);
+  } else {
+    json_t *c = json_loadb(ev->data, ev->data_len, 0, NULL);
+    s->rc = json_is_object(c) ? on_chunk(s, c)
+                              : fail_garbage(s, "The upstream sent an unreadable stream.");
+    json_decref(c);
   }
-  buf_reset(&s->data);
-  s->has_data = 0;
+  return s->rc != AI_MORE;
 }
 
-static void sse_line(ai_stream *s, const char *p, size_t n) {
-  if (!n) { event_dispatch(s); return; }
-  if (p[0] == ':') return; /* comment */
-  const char *colon = memchr(p, ':', n);
-  size_t flen = colon ? (size_t)(colon - p) : n;
-  if (flen != 4 || memcmp(p, "data", 4)) return; /* event:, id:, retry:, unknown: ignored */
-  const char *v = colon ? colon + 1 : p + n;
-  size_t vlen = (size_t)(p + n - v);
-  if (vlen && *v == ' ') v++, vlen--;
-  if ((s->has_data && LIT(&s->data, "\n")) || buf_append(&s->data, v, vlen))
-    s->rc = -ENOMEM;
-  else if (s->data.len > AI_MAX_LINE)
-    s->rc = fail_garbage(s, "The upstream sent an oversized stream event.");
-  s->has_data = 1;
-}
-
-static const char *eol_find(const char *p, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (p[i] == '\n' || p[i] == '\r') return p + i;
-  return NULL;
+/* A framing failure of sse_decode()/sse_finish() as the stream's result. */
+static void framing_fail(ai_stream *s, int rc) {
+  if (rc == -ENOMEM) s->rc = -ENOMEM;
+  else if (rc < 0) s->rc = fail_garbage(s, "The upstream sent an oversized stream event.");
 }
 
 int ai_stream_feed(ai_stream *s, const char *data, size_t len, buf_t *out) {
   s->out = out;
-  size_t i = 0;
-  while (i < len && s->rc == AI_MORE) {
-    if (s->skip_lf) {
-      s->skip_lf = 0;
-      if (data[i] == '\n') { i++; continue; }
-    }
-    const char *e = eol_find(data + i, len - i);
-    size_t k = e ? (size_t)(e - (data + i)) : len - i;
-    if (!e) {
-      if (buf_append(&s->line, data + i, k)) s->rc = -ENOMEM;
-      else if (s->line.len > AI_MAX_LINE)
-        s->rc = fail_garbage(s, "The upstream sent an oversized stream event.");
-      break;
-    }
-    if (s->line.len) {
-      if (buf_append(&s->line, data + i, k)) { s->rc = -ENOMEM; break; }
-      sse_line(s, s->line.data, s->line.len);
-      buf_reset(&s->line);
-    } else {
-      sse_line(s, data + i, k);
-    }
-    s->skip_lf = *e == '\r';
-    i += k + 1;
-  }
+  if (s->rc == AI_MORE) framing_fail(s, sse_decode(&s->sse, data, len, event_dispatch, s));
   return s->rc;
 }
 
@@ -1053,11 +1009,7 @@ int ai_stream_feed(ai_stream *s, const char *data, size_t len, buf_t *out) {
  * [DONE] is a cut stream and says so. */
 int ai_stream_end(ai_stream *s, buf_t *out) {
   s->out = out;
-  if (s->rc == AI_MORE && s->line.len) {
-    sse_line(s, s->line.data, s->line.len);
-    buf_reset(&s->line);
-  }
-  if (s->rc == AI_MORE) event_dispatch(s);
+  if (s->rc == AI_MORE) framing_fail(s, sse_finish(&s->sse, event_dispatch, s));
   if (s->rc == AI_MORE)
     s->rc = fail_garbage(s, "The upstream stream ended before the answer was complete.");
   return s->rc;

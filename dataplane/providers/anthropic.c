@@ -74,14 +74,18 @@
  * built once per stream, so a text delta costs one JSON parse and no re-serialisation. */
 #include <errno.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "prov_json.h"
 #include "provider.h"
+#include "sse_decoder.h"
+
+/* A client error: message into x->err, returns -EINVAL (prov_json.h). */
+#define fail(x, ...) prov_reject((x)->err, (x)->errlen, __VA_ARGS__)
 
 #define ANTH_VERSION "2023-06-01"
 #define ANTH_JSON_HINT "Respond only with a single valid JSON object, without any other text."
@@ -165,17 +169,6 @@ typedef struct req_ctx {
   json_t *sys;      /* system text blocks collected so far */
   int sys_cached;   /* a system block carries cache_control: send blocks, not a string */
 } req_ctx;
-
-static int fail(req_ctx *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(req_ctx *x, const char *fmt, ...) {
-  if (x->err && x->errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(x->err, x->errlen, fmt, ap);
-    va_end(ap);
-  }
-  return -EINVAL;
-}
 
 static void put(req_ctx *x, json_t *obj, const char *key, json_t *v) {
   if (!v || json_object_set_new(obj, key, v)) x->oom = 1;
@@ -708,11 +701,8 @@ typedef struct anth_block {
 
 struct prov_stream {
   /* SSE framing */
-  buf_t line;           /* partial line carried across feeds */
-  buf_t data;           /* data lines of the event being assembled, joined with "\n" */
-  char event[32];       /* event: name of the event being assembled (truncated) */
-  int has_data;         /* a data: line was seen for the current event */
-  int skip_lf;          /* previous line ended in CR: a following LF belongs to it */
+  sse_decoder sse;      /* lines and events (limit ANTH_MAX_LINE) */
+  const char *event;    /* event: name of the event being translated */
   /* translation */
   int rc;               /* PS_MORE while running, else the sticky terminal result */
   int include_usage;    /* client asked for the usage chunk (and usage: null per chunk) */
@@ -738,13 +728,13 @@ static prov_stream *anth_stream_new(const prov_canon *c, const char *model) {
   if (!s->model) { free(s); return NULL; }
   s->include_usage = c && c->include_usage;
   s->created = anth_now();
+  sse_init_opts(&s->sse, ANTH_MAX_LINE, 0);
   return s;
 }
 
 static void anth_stream_free(prov_stream *s) {
   if (!s) return;
-  buf_free(&s->line);
-  buf_free(&s->data);
+  sse_free(&s->sse);
   buf_free(&s->head);
   free(s->blocks);
   free(s->model);
@@ -924,42 +914,15 @@ static int event_translate(prov_stream *s, const json_t *ev) {
   return on_message_stop(s);
 }
 
-static void event_dispatch(prov_stream *s) {
-  if (s->has_data) {
-    json_t *ev = json_loadb(s->data.data ? s->data.data : "", s->data.len, 0, NULL);
-    s->rc = json_is_object(ev) ? event_translate(s, ev) : PS_GARBAGE;
-    if (s->rc == PS_GARBAGE && s->err) *s->err = PE_GARBAGE;
-    json_decref(ev);
-  }
-  buf_reset(&s->data);
-  s->has_data = 0;
-  s->event[0] = '\0';
-}
-
-static void sse_line(prov_stream *s, const char *p, size_t n) {
-  if (!n) { event_dispatch(s); return; }
-  if (p[0] == ':') return; /* comment */
-  const char *colon = memchr(p, ':', n);
-  size_t flen = colon ? (size_t)(colon - p) : n;
-  const char *v = colon ? colon + 1 : p + n;
-  size_t vlen = (size_t)(p + n - v);
-  if (vlen && *v == ' ') v++, vlen--;
-  if (flen == 4 && !memcmp(p, "data", 4)) {
-    if ((s->has_data && LIT(&s->data, "\n")) || buf_append(&s->data, v, vlen) ||
-        s->data.len > ANTH_MAX_LINE)
-      s->rc = PS_GARBAGE;
-    s->has_data = 1;
-  } else if (flen == 5 && !memcmp(p, "event", 5)) {
-    size_t k = vlen < sizeof s->event - 1 ? vlen : sizeof s->event - 1;
-    memcpy(s->event, v, k);
-    s->event[k] = '\0';
-  } /* id:, retry:, unknown fields: ignored */
-}
-
-static const char *eol_find(const char *p, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (p[i] == '\n' || p[i] == '\r') return p + i;
-  return NULL;
+/* One complete SSE event; nonzero stops decoding. */
+static int event_dispatch(void *ud, const sse_event *e) {
+  prov_stream *s = ud;
+  json_t *ev = json_loadb(e->data, e->data_len, 0, NULL);
+  s->event = e->event;
+  s->rc = json_is_object(ev) ? event_translate(s, ev) : PS_GARBAGE;
+  if (s->rc == PS_GARBAGE && s->err) *s->err = PE_GARBAGE;
+  json_decref(ev);
+  return s->rc != PS_MORE;
 }
 
 static int anth_stream_feed(prov_stream *s, const char *data, size_t len, buf_t *out,
@@ -967,28 +930,8 @@ static int anth_stream_feed(prov_stream *s, const char *data, size_t len, buf_t 
   s->out = out;
   s->usage = usage;
   s->err = err;
-  size_t i = 0;
-  while (i < len && s->rc == PS_MORE) {
-    if (s->skip_lf) {
-      s->skip_lf = 0;
-      if (data[i] == '\n') { i++; continue; }
-    }
-    const char *e = eol_find(data + i, len - i);
-    size_t k = e ? (size_t)(e - (data + i)) : len - i;
-    if (!e) {
-      if (buf_append(&s->line, data + i, k) || s->line.len > ANTH_MAX_LINE) s->rc = PS_GARBAGE;
-      break;
-    }
-    if (s->line.len) {
-      if (buf_append(&s->line, data + i, k)) { s->rc = PS_GARBAGE; break; }
-      sse_line(s, s->line.data, s->line.len);
-      buf_reset(&s->line);
-    } else {
-      sse_line(s, data + i, k);
-    }
-    s->skip_lf = *e == '\r';
-    i += k + 1;
-  }
+  if (s->rc == PS_MORE && sse_decode(&s->sse, data, len, event_dispatch, s) < 0)
+    s->rc = PS_GARBAGE;
   if (s->rc == PS_GARBAGE && err) *err = PE_GARBAGE;
   return s->rc;
 }
@@ -999,11 +942,7 @@ static int anth_stream_end(prov_stream *s, buf_t *out, prov_usage *usage) {
   s->out = out;
   s->usage = usage;
   s->err = NULL;
-  if (s->rc == PS_MORE && s->line.len) {
-    sse_line(s, s->line.data, s->line.len);
-    buf_reset(&s->line);
-  }
-  if (s->rc == PS_MORE) event_dispatch(s);
+  if (s->rc == PS_MORE && sse_finish(&s->sse, event_dispatch, s) < 0) s->rc = PS_GARBAGE;
   if (s->rc == PS_MORE) s->rc = PS_GARBAGE;
   return s->rc;
 }

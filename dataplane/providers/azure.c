@@ -67,6 +67,7 @@
 #include <strings.h>
 
 #include "azure.h"
+#include "sse_decoder.h"
 
 #define AZURE_DEFAULT_VERSION "2024-10-21"
 #define AZURE_MAX_EVENT (16u << 20) /* bytes of one SSE line or event: beyond that, garbage */
@@ -490,10 +491,8 @@ static int az_decode_response(const char *body, size_t len, const char *model, b
 /* ---- streams ----------------------------------------------------------------------- */
 
 struct prov_stream {
-  buf_t line;        /* current SSE line, terminator excluded */
-  buf_t data;        /* data of the current event, lines joined with '\n' */
-  int has_data;      /* the current event has a data field */
-  int after_cr;      /* the last byte was CR: an LF right after it ends nothing */
+  sse_decoder sse;   /* SSE framing: data: lines only, every line within AZURE_MAX_EVENT */
+  buf_t *out;        /* where chunks go during a feed */
   int rc;            /* PS_MORE while open; else the terminal result (sticky) */
   prov_error cls;    /* class of a terminal PS_ERROR / PS_GARBAGE */
   int include_usage; /* the client asked for the usage chunk */
@@ -507,13 +506,13 @@ static prov_stream *az_stream_new(const prov_canon *c, const char *model) {
   s->model = strdup(model ? model : "");
   if (!s->model) return free(s), NULL;
   s->include_usage = c ? c->include_usage : 0;
+  sse_init_opts(&s->sse, AZURE_MAX_EVENT, SSE_DATA_NEEDS_COLON | SSE_LIMIT_ALL_LINES);
   return s;
 }
 
 static void az_stream_free(prov_stream *s) {
   if (!s) return;
-  buf_free(&s->line);
-  buf_free(&s->data);
+  sse_free(&s->sse);
   free(s->model);
   free(s);
 }
@@ -645,47 +644,17 @@ static int az_on_flat_event(prov_stream *s, const char *p, size_t n, buf_t *out)
   return rc ? az_fail(s) : PS_MORE;
 }
 
-/* One SSE line (terminator excluded) in s->line. */
-static int az_on_line(prov_stream *s, buf_t *out) {
-  const char *l = s->line.data ? s->line.data : "";
-  size_t n = s->line.len;
-  int rc = PS_MORE;
-  if (n == 0) {
-    if (s->has_data) rc = az_on_event(s, s->data.data ? s->data.data : "", s->data.len, out);
-    buf_reset(&s->data);
-    s->has_data = 0;
-  } else if (n >= 5 && !memcmp(l, "data:", 5)) {
-    size_t skip = n > 5 && l[5] == ' ' ? 6 : 5;
-    if ((s->has_data && LIT(&s->data, "\n")) || buf_append(&s->data, l + skip, n - skip) ||
-        s->data.len > AZURE_MAX_EVENT)
-      rc = az_fail(s);
-    s->has_data = 1;
-  } /* comments (':'), event:, id:, retry: and unknown fields carry nothing for us */
-  buf_reset(&s->line);
-  return rc;
+/* sse_decode()'s callback: nonzero once the stream is over. */
+static int az_on_sse_event(void *ud, const sse_event *ev) {
+  prov_stream *s = ud;
+  az_on_event(s, ev->data, ev->data_len, s->out);
+  return s->rc != PS_MORE;
 }
 
 static int az_stream_feed(prov_stream *s, const char *data, size_t len, buf_t *out,
                           prov_usage *usage, prov_error *err) {
-  size_t i = 0;
-  while (s->rc == PS_MORE && i < len) {
-    if (s->after_cr && data[i] == '\n') {
-      s->after_cr = 0;
-      i++;
-      continue;
-    }
-    s->after_cr = 0;
-    size_t end = i;
-    while (end < len && data[end] != '\n' && data[end] != '\r') end++;
-    if (buf_append(&s->line, data + i, end - i) || s->line.len > AZURE_MAX_EVENT) {
-      az_fail(s);
-      break;
-    }
-    if (end == len) break;
-    s->after_cr = data[end] == '\r';
-    i = end + 1;
-    az_on_line(s, out);
-  }
+  s->out = out;
+  if (s->rc == PS_MORE && sse_decode(&s->sse, data, len, az_on_sse_event, s) < 0) az_fail(s);
   if (usage && s->usage.seen) *usage = s->usage;
   if (s->rc != PS_MORE && err) *err = s->cls;
   return s->rc;
@@ -695,9 +664,12 @@ static int az_stream_feed(prov_stream *s, const char *data, size_t len, buf_t *o
 static int az_stream_end(prov_stream *s, buf_t *out, prov_usage *usage) {
   if (s->rc == PS_MORE) {
     buf_t tail = {0};
-    if (s->line.len) az_on_line(s, &tail);
-    if (s->rc == PS_MORE && s->has_data && s->data.len == 6 && !memcmp(s->data.data, "[DONE]", 6))
-      az_on_line(s, &tail); /* the empty line dispatches the event */
+    const buf_t *d = &s->sse.data;
+    s->out = &tail;
+    if (sse_flush_line(&s->sse, az_on_sse_event, s) < 0) az_fail(s);
+    if (s->rc == PS_MORE && s->sse.has_data && d->len == 6 && !memcmp(d->data, "[DONE]", 6) &&
+        sse_finish(&s->sse, az_on_sse_event, s) < 0) /* dispatches the event */
+      az_fail(s);
     if (s->rc == PS_DONE && buf_append(out, tail.data, tail.len)) az_fail(s);
     else if (s->rc != PS_DONE) az_fail(s);
     buf_free(&tail);

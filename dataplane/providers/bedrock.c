@@ -76,9 +76,9 @@
  * (Converse answers 400, relayed); toolUseIds that break Bedrock's [a-zA-Z0-9_-]{1,64} are
  * not rewritten; documents (file parts) and cachePoint blocks are not mapped. */
 #include "bedrock.h"
+#include "prov_json.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +86,9 @@
 
 #include "sigv4.h"
 #include "util.h"
+
+/* A client error: message into b->err, returns -EINVAL (prov_json.h). */
+#define reject(b, ...) prov_reject((b)->err, (b)->errlen, __VA_ARGS__)
 
 #define BEDROCK_JSON_HINT "Respond only with a single valid JSON object, without any other text."
 #define SERVICE "bedrock"
@@ -107,25 +110,6 @@ typedef struct br_build {
   size_t errlen;    /* bytes in err */
 } br_build;
 
-static int reject(br_build *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int reject(br_build *b, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  if (b->err && b->errlen) vsnprintf(b->err, b->errlen, fmt, ap);
-  va_end(ap);
-  return -EINVAL;
-}
-
-/* JSON null counts as absent everywhere. */
-static json_t *field(json_t *o, const char *key) {
-  json_t *v = json_object_get(o, key);
-  return json_is_null(v) ? NULL : v;
-}
-
-static const char *str_field(json_t *o, const char *key) {
-  return json_string_value(json_object_get(o, key));
-}
-
 /* ---- content blocks ------------------------------------------------------------------ */
 
 static int add_text(json_t *blocks, const char *text) {
@@ -137,7 +121,7 @@ static int add_text(json_t *blocks, const char *text) {
 static int add_image(br_build *b, json_t *blocks, json_t *img, const char *what) {
   static const char *const formats[][2] = {
       {"png", "png"}, {"jpeg", "jpeg"}, {"jpg", "jpeg"}, {"gif", "gif"}, {"webp", "webp"}};
-  const char *url = json_is_string(img) ? json_string_value(img) : str_field(img, "url");
+  const char *url = json_is_string(img) ? json_string_value(img) : prov_str_field(img, "url");
   if (!url) return reject(b, "%s: image_url.url must be a string", what);
   if (strncmp(url, "data:", 5) != 0)
     return reject(b, "%s: image URLs are not supported by this provider; send the image as a "
@@ -158,14 +142,14 @@ static int add_image(br_build *b, json_t *blocks, json_t *img, const char *what)
 }
 
 static int add_user_part(br_build *b, json_t *blocks, json_t *part, const char *what) {
-  const char *type = str_field(part, "type");
+  const char *type = prov_str_field(part, "type");
   if (!type) return reject(b, "%s: content part needs a type", what);
   if (!strcmp(type, "text")) {
     if (!json_is_string(json_object_get(part, "text")))
       return reject(b, "%s: text part needs a string text", what);
-    return add_text(blocks, str_field(part, "text"));
+    return add_text(blocks, prov_str_field(part, "text"));
   }
-  if (!strcmp(type, "image_url")) return add_image(b, blocks, field(part, "image_url"), what);
+  if (!strcmp(type, "image_url")) return add_image(b, blocks, prov_field(part, "image_url"), what);
   return reject(b, "%s: content part type '%.40s' is not supported by this provider", what, type);
 }
 
@@ -179,7 +163,7 @@ static int content_text(br_build *b, json_t *content, json_t **out, const char *
   size_t i;
   json_t *part;
   json_array_foreach(content, i, part) {
-    const char *type = str_field(part, "type"), *text = str_field(part, "text");
+    const char *type = prov_str_field(part, "type"), *text = prov_str_field(part, "text");
     if (!type || strcmp(type, "text") || !text) {
       buf_free(&t);
       return reject(b, "%s: only text content parts are allowed here", what);
@@ -208,7 +192,7 @@ static int push_msg(br_build *b, const char *role, json_t *blocks, int results) 
   json_t *last = n ? json_array_get(b->messages, n - 1) : NULL;
   if (json_array_size(blocks) == 0) {
     /* nothing to send */
-  } else if (last && !strcmp(str_field(last, "role"), role)) {
+  } else if (last && !strcmp(prov_str_field(last, "role"), role)) {
     json_t *content = json_object_get(last, "content"), *blk;
     size_t at = leading_results(content), i;
     if (!results) rc = json_array_extend(content, blocks) ? -ENOMEM : 0;
@@ -223,14 +207,14 @@ static int push_msg(br_build *b, const char *role, json_t *blocks, int results) 
 
 static int system_msg(br_build *b, json_t *msg, const char *what) {
   json_t *text = NULL;
-  int rc = content_text(b, field(msg, "content"), &text, what);
+  int rc = content_text(b, prov_field(msg, "content"), &text, what);
   if (rc == 0) rc = add_text(b->system, json_string_value(text));
   json_decref(text);
   return rc;
 }
 
 static int user_msg(br_build *b, json_t *msg, const char *what) {
-  json_t *content = field(msg, "content"), *blocks = json_array(), *part;
+  json_t *content = prov_field(msg, "content"), *blocks = json_array(), *part;
   size_t i;
   int rc = 0;
   if (!blocks) return -ENOMEM;
@@ -267,11 +251,11 @@ static int add_calls(br_build *b, json_t *calls, json_t *blocks, const char *wha
   json_array_foreach(calls, i, tc) {
     char w[96];
     snprintf(w, sizeof w, "%s.tool_calls[%zu]", what, i);
-    json_t *fn = field(tc, "function"), *input = NULL;
-    const char *id = str_field(tc, "id"), *name = str_field(fn, "name");
+    json_t *fn = prov_field(tc, "function"), *input = NULL;
+    const char *id = prov_str_field(tc, "id"), *name = prov_str_field(fn, "name");
     if (!id || !*id) return reject(b, "%s: id must be a non-empty string", w);
     if (!name || !*name) return reject(b, "%s: function.name must be a non-empty string", w);
-    int rc = parse_arguments(b, str_field(fn, "arguments"), &input, w);
+    int rc = parse_arguments(b, prov_str_field(fn, "arguments"), &input, w);
     if (rc) return rc;
     json_t *blk = json_pack("{s:{s:s,s:s,s:o}}", "toolUse", "toolUseId", id, "name", name,
                             "input", input);
@@ -283,7 +267,7 @@ static int add_calls(br_build *b, json_t *calls, json_t *blocks, const char *wha
 }
 
 static int assistant_msg(br_build *b, json_t *msg, const char *what) {
-  json_t *content = field(msg, "content"), *blocks = json_array(), *part;
+  json_t *content = prov_field(msg, "content"), *blocks = json_array(), *part;
   size_t i;
   int rc = 0;
   if (!blocks) return -ENOMEM;
@@ -291,29 +275,30 @@ static int assistant_msg(br_build *b, json_t *msg, const char *what) {
     rc = add_text(blocks, json_string_value(content));
   } else if (json_is_array(content)) {
     json_array_foreach(content, i, part) {
-      const char *type = str_field(part, "type");
+      const char *type = prov_str_field(part, "type");
       if (type && !strcmp(type, "refusal")) continue;
-      if (!type || strcmp(type, "text") || !str_field(part, "text")) {
+      if (!type || strcmp(type, "text") || !prov_str_field(part, "text")) {
         rc = reject(b, "%s: assistant content parts must be text", what);
         break;
       }
-      if ((rc = add_text(blocks, str_field(part, "text")))) break;
+      if ((rc = add_text(blocks, prov_str_field(part, "text")))) break;
     }
   } else if (content) {
     rc = reject(b, "%s: content must be a string, an array or null", what);
   }
-  if (!rc && field(msg, "function_call"))
+  if (!rc && prov_field(msg, "function_call"))
     rc = reject(b, "%s: function_call is not supported by this provider; use tool_calls", what);
-  if (!rc && field(msg, "tool_calls")) rc = add_calls(b, field(msg, "tool_calls"), blocks, what);
+  if (!rc && prov_field(msg, "tool_calls"))
+    rc = add_calls(b, prov_field(msg, "tool_calls"), blocks, what);
   if (rc) return json_decref(blocks), rc;
   return push_msg(b, "assistant", blocks, 0);
 }
 
 static int tool_msg(br_build *b, json_t *msg, const char *what) {
-  const char *id = str_field(msg, "tool_call_id");
+  const char *id = prov_str_field(msg, "tool_call_id");
   if (!id || !*id) return reject(b, "%s: tool message needs a non-empty string tool_call_id", what);
   json_t *text = NULL;
-  int rc = content_text(b, field(msg, "content"), &text, what);
+  int rc = content_text(b, prov_field(msg, "content"), &text, what);
   if (rc) return rc;
   const char *t = json_string_value(text);
   json_t *blocks = json_pack("[{s:{s:s,s:[{s:s}]}}]", "toolResult", "toolUseId", id, "content",
@@ -332,7 +317,7 @@ static int translate_messages(br_build *b, json_t *msgs) {
   json_array_foreach(msgs, i, m) {
     char what[48];
     snprintf(what, sizeof what, "messages[%zu]", i);
-    const char *role = str_field(m, "role");
+    const char *role = prov_str_field(m, "role");
     int rc;
     if (!role) return reject(b, "%s: role must be a string", what);
     if (!strcmp(role, "system") || !strcmp(role, "developer")) rc = system_msg(b, m, what);
@@ -368,12 +353,12 @@ static int translate_tools(br_build *b, json_t *tools, json_t *specs) {
   json_t *t;
   if (!json_is_array(tools)) return reject(b, "tools must be an array");
   json_array_foreach(tools, i, t) {
-    const char *type = str_field(t, "type");
-    json_t *fn = field(t, "function");
+    const char *type = prov_str_field(t, "type");
+    json_t *fn = prov_field(t, "function");
     if (!type || strcmp(type, "function") || !json_is_object(fn))
       return reject(b, "tools[%zu]: only function tools are supported by this provider", i);
-    const char *name = str_field(fn, "name"), *desc = str_field(fn, "description");
-    json_t *params = field(fn, "parameters");
+    const char *name = prov_str_field(fn, "name"), *desc = prov_str_field(fn, "description");
+    json_t *params = prov_field(fn, "parameters");
     if (!name || !*name) return reject(b, "tools[%zu]: function.name must be a non-empty string", i);
     if (params && !json_is_object(params))
       return reject(b, "tools[%zu]: function.parameters must be an object", i);
@@ -392,9 +377,9 @@ static int translate_tool_choice(br_build *b, json_t *tc, json_t **choice, int *
     if (!strcmp(s, "auto")) *choice = json_pack("{s:{}}", "auto");
     else if (!strcmp(s, "required")) *choice = json_pack("{s:{}}", "any");
     else if (!strcmp(s, "none")) return *none = 1, 0;
-  } else if (json_is_object(tc) && str_field(tc, "type") &&
-             !strcmp(str_field(tc, "type"), "function")) {
-    const char *name = str_field(field(tc, "function"), "name");
+  } else if (json_is_object(tc) && prov_str_field(tc, "type") &&
+             !strcmp(prov_str_field(tc, "type"), "function")) {
+    const char *name = prov_str_field(prov_field(tc, "function"), "name");
     if (name && *name) *choice = json_pack("{s:{s:s}}", "tool", "name", name);
   }
   if (*choice) return 0;
@@ -403,7 +388,7 @@ static int translate_tool_choice(br_build *b, json_t *tc, json_t **choice, int *
 }
 
 static int translate_tool_config(br_build *b, json_t *req, json_t *body) {
-  json_t *tools = field(req, "tools"), *tc = field(req, "tool_choice"), *choice = NULL;
+  json_t *tools = prov_field(req, "tools"), *tc = prov_field(req, "tool_choice"), *choice = NULL;
   json_t *specs = json_array();
   int none = 0, rc = 0;
   if (!specs) return -ENOMEM;
@@ -455,7 +440,7 @@ static int translate_stop(br_build *b, json_t *stop, json_t *ic) {
 }
 
 static int translate_format(br_build *b, json_t *rf) {
-  const char *type = str_field(rf, "type");
+  const char *type = prov_str_field(rf, "type");
   if (!type) return reject(b, "response_format.type must be a string");
   if (!strcmp(type, "text")) return 0;
   if (!strcmp(type, "json_object")) return add_text(b->system, BEDROCK_JSON_HINT);
@@ -468,26 +453,27 @@ static int translate_config(br_build *b, json_t *req, json_t *body) {
   json_t *ic = json_object(), *v;
   int rc = 0;
   if (!ic) return -ENOMEM;
-  const char *max = field(req, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
-  if ((v = field(req, max))) {
+  const char *max =
+      prov_field(req, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+  if ((v = prov_field(req, max))) {
     if (!json_is_integer(v) || json_integer_value(v) < 1)
       rc = reject(b, "%s must be an integer >= 1", max);
     else json_object_set(ic, "maxTokens", v);
   }
-  if (!rc && (v = field(req, "temperature"))) {
+  if (!rc && (v = prov_field(req, "temperature"))) {
     if (!json_is_number(v) || json_number_value(v) < 0)
       rc = reject(b, "temperature must be a number >= 0");
     else if (json_number_value(v) > 1) json_object_set_new(ic, "temperature", json_real(1.0));
     else json_object_set(ic, "temperature", v);
   }
-  if (!rc && (v = field(req, "top_p"))) {
+  if (!rc && (v = prov_field(req, "top_p"))) {
     if (!json_is_number(v)) rc = reject(b, "top_p must be a number");
     else json_object_set(ic, "topP", v);
   }
-  if (!rc && (v = field(req, "stop"))) rc = translate_stop(b, v, ic);
-  if (!rc && (v = field(req, "n")) && (!json_is_integer(v) || json_integer_value(v) != 1))
+  if (!rc && (v = prov_field(req, "stop"))) rc = translate_stop(b, v, ic);
+  if (!rc && (v = prov_field(req, "n")) && (!json_is_integer(v) || json_integer_value(v) != 1))
     rc = reject(b, "n must be 1 for this provider");
-  if (!rc && (v = field(req, "response_format"))) rc = translate_format(b, v);
+  if (!rc && (v = prov_field(req, "response_format"))) rc = translate_format(b, v);
   if (!rc && json_object_size(ic)) rc = json_object_set(body, "inferenceConfig", ic) ? -ENOMEM : 0;
   json_decref(ic);
   return rc;
@@ -495,9 +481,9 @@ static int translate_config(br_build *b, json_t *req, json_t *body) {
 
 static int translate(br_build *b, json_t *req, json_t *body) {
   int rc;
-  if (field(req, "functions") || field(req, "function_call"))
+  if (prov_field(req, "functions") || prov_field(req, "function_call"))
     return reject(b, "functions/function_call are not supported by this provider; use tools");
-  if ((rc = translate_messages(b, field(req, "messages")))) return rc;
+  if ((rc = translate_messages(b, prov_field(req, "messages")))) return rc;
   if ((rc = translate_config(b, req, body))) return rc; /* may append the JSON hint */
   if ((rc = translate_tool_config(b, req, body))) return rc;
   if (json_array_size(b->system) && json_object_set(body, "system", b->system)) return -ENOMEM;

@@ -74,13 +74,16 @@
  * drop unknown fields lose them → Gemini 3 tool turns fail 400); a functionCall turn that
  * does not follow a user turn is sent as is (Gemini may 400). */
 #include "gemini.h"
+#include "prov_json.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+/* A client error: message into b->err, returns -EINVAL (prov_json.h). */
+#define reject(b, ...) prov_reject((b)->err, (b)->errlen, __VA_ARGS__)
 
 #define DEFAULT_BASE "https://generativelanguage.googleapis.com/v1beta"
 #define MAX_STOP 5 /* Gemini's stopSequences limit */
@@ -93,25 +96,6 @@ typedef struct gm_build {
   char *err;        /* client-facing message */
   size_t errlen;    /* bytes in err */
 } gm_build;
-
-static int reject(gm_build *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int reject(gm_build *b, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  if (b->err && b->errlen) vsnprintf(b->err, b->errlen, fmt, ap);
-  va_end(ap);
-  return -EINVAL;
-}
-
-/* JSON null counts as absent everywhere. */
-static json_t *field(json_t *o, const char *key) {
-  json_t *v = json_object_get(o, key);
-  return json_is_null(v) ? NULL : v;
-}
-
-static const char *str_field(json_t *o, const char *key) {
-  return json_string_value(json_object_get(o, key));
-}
 
 /* ---- parts --------------------------------------------------------------------------- */
 
@@ -149,7 +133,7 @@ static const char *mime_from_path(const char *url) {
 }
 
 static int add_image(gm_build *b, json_t *parts, json_t *img, const char *what) {
-  const char *url = json_is_string(img) ? json_string_value(img) : str_field(img, "url");
+  const char *url = json_is_string(img) ? json_string_value(img) : prov_str_field(img, "url");
   if (!url) return reject(b, "%s: image_url.url must be a string", what);
   if (strncmp(url, "data:", 5) == 0) return add_data_url(b, parts, url, what);
   if (strncasecmp(url, "https://", 8) && strncasecmp(url, "http://", 7) &&
@@ -161,7 +145,7 @@ static int add_image(gm_build *b, json_t *parts, json_t *img, const char *what) 
 }
 
 static int add_audio(gm_build *b, json_t *parts, json_t *audio, const char *what) {
-  const char *data = str_field(audio, "data"), *fmt = str_field(audio, "format");
+  const char *data = prov_str_field(audio, "data"), *fmt = prov_str_field(audio, "format");
   if (!data || !fmt || !*fmt)
     return reject(b, "%s: input_audio needs string data and format", what);
   char mime[64];
@@ -170,7 +154,7 @@ static int add_audio(gm_build *b, json_t *parts, json_t *audio, const char *what
 }
 
 static int add_file(gm_build *b, json_t *parts, json_t *file, const char *what) {
-  const char *data = str_field(file, "file_data");
+  const char *data = prov_str_field(file, "file_data");
   if (!data || strncmp(data, "data:", 5) != 0)
     return reject(b, "%s: file parts need file_data as a data: URL (file_id is not supported "
                      "by this provider)", what);
@@ -179,16 +163,17 @@ static int add_file(gm_build *b, json_t *parts, json_t *file, const char *what) 
 
 /* One content part of a user message. */
 static int add_user_part(gm_build *b, json_t *parts, json_t *part, const char *what) {
-  const char *type = str_field(part, "type");
+  const char *type = prov_str_field(part, "type");
   if (!type) return reject(b, "%s: content part needs a type", what);
   if (!strcmp(type, "text")) {
     if (!json_is_string(json_object_get(part, "text")))
       return reject(b, "%s: text part needs a string text", what);
-    return add_text(parts, str_field(part, "text"));
+    return add_text(parts, prov_str_field(part, "text"));
   }
-  if (!strcmp(type, "image_url")) return add_image(b, parts, field(part, "image_url"), what);
-  if (!strcmp(type, "input_audio")) return add_audio(b, parts, field(part, "input_audio"), what);
-  if (!strcmp(type, "file")) return add_file(b, parts, field(part, "file"), what);
+  if (!strcmp(type, "image_url")) return add_image(b, parts, prov_field(part, "image_url"), what);
+  if (!strcmp(type, "input_audio"))
+    return add_audio(b, parts, prov_field(part, "input_audio"), what);
+  if (!strcmp(type, "file")) return add_file(b, parts, prov_field(part, "file"), what);
   return reject(b, "%s: content part type '%.40s' is not supported by this provider", what, type);
 }
 
@@ -202,7 +187,7 @@ static int content_text(gm_build *b, json_t *content, json_t **out, const char *
   size_t i;
   json_t *part;
   json_array_foreach(content, i, part) {
-    const char *type = str_field(part, "type"), *text = str_field(part, "text");
+    const char *type = prov_str_field(part, "type"), *text = prov_str_field(part, "text");
     if (!type || strcmp(type, "text") || !text) {
       buf_free(&t);
       return reject(b, "%s: only text content parts are allowed here", what);
@@ -224,7 +209,7 @@ static int push_turn(gm_build *b, const char *role, json_t *parts) {
   json_t *last = n ? json_array_get(b->contents, n - 1) : NULL;
   if (json_array_size(parts) == 0) {
     /* nothing to send */
-  } else if (last && !strcmp(str_field(last, "role"), role)) {
+  } else if (last && !strcmp(prov_str_field(last, "role"), role)) {
     rc = json_array_extend(json_object_get(last, "parts"), parts) ? -ENOMEM : 0;
   } else {
     json_t *turn = json_pack("{s:s,s:O}", "role", role, "parts", parts);
@@ -236,14 +221,14 @@ static int push_turn(gm_build *b, const char *role, json_t *parts) {
 
 static int system_msg(gm_build *b, json_t *msg, const char *what) {
   json_t *text = NULL;
-  int rc = content_text(b, field(msg, "content"), &text, what);
+  int rc = content_text(b, prov_field(msg, "content"), &text, what);
   if (rc == 0) rc = add_text(b->system, json_string_value(text));
   json_decref(text);
   return rc;
 }
 
 static int user_msg(gm_build *b, json_t *msg, const char *what) {
-  json_t *content = field(msg, "content"), *parts = json_array(), *part;
+  json_t *content = prov_field(msg, "content"), *parts = json_array(), *part;
   size_t i;
   int rc = 0;
   if (!parts) return -ENOMEM;
@@ -264,7 +249,7 @@ static int user_msg(gm_build *b, json_t *msg, const char *what) {
 
 /* functionCall part for one call; "" arguments mean no arguments. */
 static int add_call(gm_build *b, json_t *parts, json_t *fn, const char *sig, const char *what) {
-  const char *name = str_field(fn, "name"), *args = str_field(fn, "arguments");
+  const char *name = prov_str_field(fn, "name"), *args = prov_str_field(fn, "arguments");
   if (!name || !*name) return reject(b, "%s: function.name must be a non-empty string", what);
   if (!args) args = "";
   json_t *obj = *args ? json_loads(args, JSON_DECODE_ANY, NULL) : json_object();
@@ -283,22 +268,22 @@ static int assistant_calls(gm_build *b, json_t *calls, json_t *parts, const char
   json_array_foreach(calls, i, tc) {
     char w[96];
     snprintf(w, sizeof w, "%s.tool_calls[%zu]", what, i);
-    const char *type = str_field(tc, "type"), *id = str_field(tc, "id");
+    const char *type = prov_str_field(tc, "type"), *id = prov_str_field(tc, "id");
     if (type && strcmp(type, "function"))
       return reject(b, "%s: only function tool calls are supported", w);
-    json_t *fn = field(tc, "function");
-    const char *sig = json_string_value(
-        json_object_get(json_object_get(field(tc, "extra_content"), "google"), "thought_signature"));
+    json_t *fn = prov_field(tc, "function");
+    json_t *google = json_object_get(prov_field(tc, "extra_content"), "google");
+    const char *sig = json_string_value(json_object_get(google, "thought_signature"));
     int rc = add_call(b, parts, fn, sig, w);
     if (rc) return rc;
-    if (id && json_object_set_new(b->calls, id, json_string(str_field(fn, "name"))))
+    if (id && json_object_set_new(b->calls, id, json_string(prov_str_field(fn, "name"))))
       return -ENOMEM;
   }
   return 0;
 }
 
 static int assistant_msg(gm_build *b, json_t *msg, const char *what) {
-  json_t *content = field(msg, "content"), *parts = json_array(), *part;
+  json_t *content = prov_field(msg, "content"), *parts = json_array(), *part;
   size_t i;
   int rc = 0;
   if (!parts) return -ENOMEM;
@@ -306,20 +291,21 @@ static int assistant_msg(gm_build *b, json_t *msg, const char *what) {
     rc = add_text(parts, json_string_value(content));
   } else if (json_is_array(content)) {
     json_array_foreach(content, i, part) {
-      const char *type = str_field(part, "type");
+      const char *type = prov_str_field(part, "type");
       if (type && !strcmp(type, "refusal")) continue;
-      if (!type || strcmp(type, "text") || !str_field(part, "text")) {
+      if (!type || strcmp(type, "text") || !prov_str_field(part, "text")) {
         rc = reject(b, "%s: assistant content parts must be text", what);
         break;
       }
-      if ((rc = add_text(parts, str_field(part, "text")))) break;
+      if ((rc = add_text(parts, prov_str_field(part, "text")))) break;
     }
   } else if (content) {
     rc = reject(b, "%s: content must be a string, an array or null", what);
   }
-  if (!rc && field(msg, "tool_calls")) rc = assistant_calls(b, field(msg, "tool_calls"), parts, what);
-  if (!rc && field(msg, "function_call"))
-    rc = add_call(b, parts, field(msg, "function_call"), NULL, what);
+  if (!rc && prov_field(msg, "tool_calls"))
+    rc = assistant_calls(b, prov_field(msg, "tool_calls"), parts, what);
+  if (!rc && prov_field(msg, "function_call"))
+    rc = add_call(b, parts, prov_field(msg, "function_call"), NULL, what);
   if (rc) return json_decref(parts), rc;
   return push_turn(b, "model", parts);
 }
@@ -336,18 +322,18 @@ static json_t *response_object(json_t *text) {
 static int tool_msg(gm_build *b, json_t *msg, int legacy, const char *what) {
   const char *name;
   if (legacy) {
-    name = str_field(msg, "name");
+    name = prov_str_field(msg, "name");
     if (!name) return reject(b, "%s: function message needs a name", what);
   } else {
-    const char *id = str_field(msg, "tool_call_id");
+    const char *id = prov_str_field(msg, "tool_call_id");
     if (!id) return reject(b, "%s: tool message needs a string tool_call_id", what);
-    name = str_field(b->calls, id);
+    name = prov_str_field(b->calls, id);
     if (!name)
       return reject(b, "%s: tool_call_id '%.64s' does not match any earlier assistant tool call",
                     what, id);
   }
   json_t *text = NULL;
-  int rc = content_text(b, field(msg, "content"), &text, what);
+  int rc = content_text(b, prov_field(msg, "content"), &text, what);
   if (rc) return rc;
   json_t *parts = json_pack("[{s:{s:s,s:o}}]", "functionResponse", "name", name, "response",
                             response_object(text));
@@ -363,7 +349,7 @@ static int translate_messages(gm_build *b, json_t *msgs) {
   json_array_foreach(msgs, i, m) {
     char what[48];
     snprintf(what, sizeof what, "messages[%zu]", i);
-    const char *role = str_field(m, "role");
+    const char *role = prov_str_field(m, "role");
     int rc;
     if (!role) return reject(b, "%s: role must be a string", what);
     if (!strcmp(role, "system") || !strcmp(role, "developer")) rc = system_msg(b, m, what);
@@ -419,9 +405,9 @@ static json_t *schema_clean(json_t *s) {
 
 /* An object schema with no properties: Gemini rejects it, and it carries nothing. */
 static int schema_is_empty_object(json_t *s) {
-  const char *type = str_field(s, "type");
-  return type && !strcasecmp(type, "object") && json_object_size(field(s, "properties")) == 0 &&
-         !field(s, "anyOf") && !field(s, "oneOf") && !field(s, "allOf");
+  const char *type = prov_str_field(s, "type");
+  return type && !strcasecmp(type, "object") &&
+         json_object_size(prov_field(s, "properties")) == 0 && !prov_field(s, "anyOf") && !prov_field(s, "oneOf") && !prov_field(s, "allOf");
 }
 
 static int translate_tools(gm_build *b, json_t *tools, json_t *body) {
@@ -432,13 +418,13 @@ static int translate_tools(gm_build *b, json_t *tools, json_t *body) {
   json_t *decls = json_array();
   json_object_set_new(body, "tools", json_pack("[{s:o}]", "functionDeclarations", decls));
   json_array_foreach(tools, i, t) {
-    const char *type = str_field(t, "type");
-    json_t *fn = field(t, "function");
+    const char *type = prov_str_field(t, "type");
+    json_t *fn = prov_field(t, "function");
     if (!type || strcmp(type, "function") || !json_is_object(fn))
       return reject(b, "tools[%zu]: only function tools are supported by this provider", i);
-    const char *name = str_field(fn, "name"), *desc = str_field(fn, "description");
+    const char *name = prov_str_field(fn, "name"), *desc = prov_str_field(fn, "description");
     if (!name || !*name) return reject(b, "tools[%zu]: function.name must be a non-empty string", i);
-    json_t *d = json_pack("{s:s}", "name", name), *params = field(fn, "parameters");
+    json_t *d = json_pack("{s:s}", "name", name), *params = prov_field(fn, "parameters");
     if (desc) json_object_set_new(d, "description", json_string(desc));
     if (params && !json_is_object(params))
       return json_decref(d), reject(b, "tools[%zu]: function.parameters must be an object", i);
@@ -456,9 +442,9 @@ static int translate_tool_choice(gm_build *b, json_t *tc, json_t *body) {
     if (!strcmp(s, "auto")) mode = "AUTO";
     else if (!strcmp(s, "none")) mode = "NONE";
     else if (!strcmp(s, "required")) mode = "ANY";
-  } else if (json_is_object(tc) && str_field(tc, "type") &&
-             !strcmp(str_field(tc, "type"), "function")) {
-    only = str_field(field(tc, "function"), "name");
+  } else if (json_is_object(tc) && prov_str_field(tc, "type") &&
+             !strcmp(prov_str_field(tc, "type"), "function")) {
+    only = prov_str_field(prov_field(tc, "function"), "name");
     mode = only ? "ANY" : NULL;
   }
   if (!mode)
@@ -473,7 +459,7 @@ static int translate_tool_choice(gm_build *b, json_t *tc, json_t *body) {
 /* ---- generation config --------------------------------------------------------------- */
 
 static int copy_number(gm_build *b, json_t *req, const char *from, json_t *gc, const char *to) {
-  json_t *v = field(req, from);
+  json_t *v = prov_field(req, from);
   if (!v) return 0;
   if (!json_is_number(v)) return reject(b, "%s must be a number", from);
   return json_object_set(gc, to, v) ? -ENOMEM : 0;
@@ -481,7 +467,7 @@ static int copy_number(gm_build *b, json_t *req, const char *from, json_t *gc, c
 
 static int copy_integer(gm_build *b, json_t *req, const char *from, json_t *gc, const char *to,
                         json_int_t min) {
-  json_t *v = field(req, from);
+  json_t *v = prov_field(req, from);
   if (!v) return 0;
   if (!json_is_integer(v) || json_integer_value(v) < min)
     return reject(b, "%s must be an integer >= %lld", from, (long long)min);
@@ -507,14 +493,14 @@ static int translate_stop(gm_build *b, json_t *stop, json_t *gc) {
 }
 
 static int translate_format(gm_build *b, json_t *rf, json_t *gc) {
-  const char *type = str_field(rf, "type");
+  const char *type = prov_str_field(rf, "type");
   if (!type) return reject(b, "response_format.type must be a string");
   if (!strcmp(type, "text")) return 0;
   if (strcmp(type, "json_object") && strcmp(type, "json_schema"))
     return reject(b, "response_format.type '%.32s' is not supported by this provider", type);
   json_object_set_new(gc, "responseMimeType", json_string("application/json"));
   if (!strcmp(type, "json_schema")) {
-    json_t *schema = field(field(rf, "json_schema"), "schema");
+    json_t *schema = prov_field(prov_field(rf, "json_schema"), "schema");
     if (!json_is_object(schema))
       return reject(b, "response_format.json_schema.schema must be an object");
     json_object_set(gc, "responseJsonSchema", schema);
@@ -526,19 +512,20 @@ static int translate_config(gm_build *b, json_t *req, const prov_canon *c, json_
   json_t *gc = json_object(), *v;
   int rc = 0;
   if (!gc) return -ENOMEM;
-  const char *max = field(req, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+  const char *max =
+      prov_field(req, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
   if (!rc) rc = copy_integer(b, req, max, gc, "maxOutputTokens", 1);
   if (!rc) rc = copy_number(b, req, "temperature", gc, "temperature");
   if (!rc) rc = copy_number(b, req, "top_p", gc, "topP");
   if (!rc) rc = copy_integer(b, req, "top_k", gc, "topK", 1);
-  if (!rc && (v = field(req, "stop"))) rc = translate_stop(b, v, gc);
+  if (!rc && (v = prov_field(req, "stop"))) rc = translate_stop(b, v, gc);
   if (!rc) rc = copy_integer(b, req, "n", gc, "candidateCount", 1);
-  if (!rc && c->stream && json_integer_value(field(req, "n")) > 1)
+  if (!rc && c->stream && json_integer_value(prov_field(req, "n")) > 1)
     rc = reject(b, "n > 1 is not supported with stream for this provider");
   if (!rc) rc = copy_integer(b, req, "seed", gc, "seed", INT64_MIN);
   if (!rc) rc = copy_number(b, req, "presence_penalty", gc, "presencePenalty");
   if (!rc) rc = copy_number(b, req, "frequency_penalty", gc, "frequencyPenalty");
-  if (!rc && (v = field(req, "response_format"))) rc = translate_format(b, v, gc);
+  if (!rc && (v = prov_field(req, "response_format"))) rc = translate_format(b, v, gc);
   if (!rc && json_object_size(gc)) rc = json_object_set(body, "generationConfig", gc) ? -ENOMEM : 0;
   json_decref(gc);
   return rc;
@@ -587,14 +574,14 @@ static int build_headers(gm_build *b, const prov_target *t, prov_request *out) {
 static int translate(gm_build *b, json_t *req, const prov_canon *c, json_t *body) {
   json_t *v;
   int rc;
-  if (field(req, "functions") || field(req, "function_call"))
+  if (prov_field(req, "functions") || prov_field(req, "function_call"))
     return reject(b, "functions/function_call are not supported by this provider; use tools");
-  if ((rc = translate_messages(b, field(req, "messages")))) return rc;
+  if ((rc = translate_messages(b, prov_field(req, "messages")))) return rc;
   json_object_set(body, "contents", b->contents);
   if (json_array_size(b->system))
     json_object_set_new(body, "systemInstruction", json_pack("{s:O}", "parts", b->system));
-  if ((v = field(req, "tools")) && (rc = translate_tools(b, v, body))) return rc;
-  if ((v = field(req, "tool_choice")) && (rc = translate_tool_choice(b, v, body))) return rc;
+  if ((v = prov_field(req, "tools")) && (rc = translate_tools(b, v, body))) return rc;
+  if ((v = prov_field(req, "tool_choice")) && (rc = translate_tool_choice(b, v, body))) return rc;
   return translate_config(b, req, c, body);
 }
 
@@ -652,14 +639,14 @@ static void read_details(json_t *details, uint64_t *retry_after_ms, const char *
   size_t i;
   json_t *d;
   json_array_foreach(details, i, d) {
-    const char *type = str_field(d, "@type");
+    const char *type = prov_str_field(d, "@type");
     if (!type) continue;
     if (has_suffix(type, "google.rpc.RetryInfo") && retry_after_ms) {
-      const char *delay = str_field(d, "retryDelay");
+      const char *delay = prov_str_field(d, "retryDelay");
       int64_t ms = delay ? duration_ms(delay) : -1;
       if (ms >= 0) *retry_after_ms = (uint64_t)ms;
-    } else if (has_suffix(type, "google.rpc.ErrorInfo") && str_field(d, "reason")) {
-      *reason = str_field(d, "reason");
+    } else if (has_suffix(type, "google.rpc.ErrorInfo") && prov_str_field(d, "reason")) {
+      *reason = prov_str_field(d, "reason");
     }
   }
 }
@@ -667,7 +654,8 @@ static void read_details(json_t *details, uint64_t *retry_after_ms, const char *
 static int is(const char *a, const char *b) { return a && !strcmp(a, b); }
 
 prov_error gemini_error_class(int http, json_t *st, uint64_t *retry_after_ms) {
-  const char *status = str_field(st, "status"), *msg = str_field(st, "message"), *reason = NULL;
+  const char *status = prov_str_field(st, "status"), *msg = prov_str_field(st, "message");
+  const char *reason = NULL;
   read_details(json_object_get(st, "details"), retry_after_ms, &reason);
   if (!msg) msg = "";
   if (http == 0) http = (int)json_integer_value(json_object_get(st, "code"));

@@ -34,6 +34,7 @@
  * PS_ERROR; undecodable → PS_GARBAGE with nothing written. Candidates other than index 0 are
  * ignored (n > 1 is rejected for streams). */
 #include "gemini.h"
+#include "sse_decoder.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -219,10 +220,8 @@ done:
 /* ---- streams ------------------------------------------------------------------------- */
 
 struct prov_stream {
-  buf_t line;        /* current SSE line, terminator excluded */
-  buf_t data;        /* data of the current event, lines joined with '\n' */
-  int has_data;      /* the current event has a data field */
-  int after_cr;      /* the last byte was CR: an LF right after it ends nothing */
+  sse_decoder sse;   /* SSE framing: data: lines only, every line within MAX_EVENT */
+  buf_t *out;        /* where chunks go during a feed */
   int rc;            /* PS_MORE while open; else the terminal result */
   prov_error cls;    /* error class of a terminal PS_ERROR / PS_GARBAGE */
   int include_usage; /* the client asked for the usage chunk */
@@ -242,13 +241,13 @@ prov_stream *gemini_stream_new(const prov_canon *c, const char *model) {
   if (!s->model) return free(s), NULL;
   s->include_usage = c ? c->include_usage : 0;
   s->created = now_s();
+  sse_init_opts(&s->sse, MAX_EVENT, SSE_DATA_NEEDS_COLON | SSE_LIMIT_ALL_LINES);
   return s;
 }
 
 void gemini_stream_free(prov_stream *s) {
   if (!s) return;
-  buf_free(&s->line);
-  buf_free(&s->data);
+  sse_free(&s->sse);
   json_decref(s->id);
   free(s->model);
   free(s);
@@ -370,47 +369,17 @@ static int on_event(prov_stream *s, const char *p, size_t n, buf_t *out) {
   return rc ? fail(s) : PS_MORE;
 }
 
-/* One SSE line (terminator excluded). */
-static int on_line(prov_stream *s, buf_t *out) {
-  const char *l = s->line.data ? s->line.data : "";
-  size_t n = s->line.len;
-  int rc = PS_MORE;
-  if (n == 0) {
-    if (s->has_data) rc = on_event(s, s->data.data ? s->data.data : "", s->data.len, out);
-    buf_reset(&s->data);
-    s->has_data = 0;
-  } else if (n >= 5 && !memcmp(l, "data:", 5)) {
-    size_t skip = n > 5 && l[5] == ' ' ? 6 : 5;
-    if ((s->has_data && buf_append(&s->data, "\n", 1)) || buf_append(&s->data, l + skip, n - skip))
-      rc = fail(s);
-    s->has_data = 1;
-    if (s->data.len > MAX_EVENT) rc = fail(s);
-  } /* comments (':'), event:, id:, retry: and unknown fields carry nothing for us */
-  buf_reset(&s->line);
-  return rc;
+/* sse_decode()'s callback: nonzero once the stream is over. */
+static int on_sse_event(void *ud, const sse_event *ev) {
+  prov_stream *s = ud;
+  on_event(s, ev->data, ev->data_len, s->out);
+  return s->rc != PS_MORE;
 }
 
 int gemini_stream_feed(prov_stream *s, const char *data, size_t len, buf_t *out,
                        prov_usage *usage, prov_error *err) {
-  size_t i = 0;
-  while (s->rc == PS_MORE && i < len) {
-    if (s->after_cr && data[i] == '\n') {
-      s->after_cr = 0;
-      i++;
-      continue;
-    }
-    s->after_cr = 0;
-    size_t end = i;
-    while (end < len && data[end] != '\n' && data[end] != '\r') end++;
-    if (buf_append(&s->line, data + i, end - i) || s->line.len > MAX_EVENT) {
-      fail(s);
-      break;
-    }
-    if (end == len) break;
-    s->after_cr = data[end] == '\r';
-    i = end + 1;
-    on_line(s, out);
-  }
+  s->out = out;
+  if (s->rc == PS_MORE && sse_decode(&s->sse, data, len, on_sse_event, s) < 0) fail(s);
   export_usage(&s->usage, usage);
   if (s->rc != PS_MORE && err) *err = s->cls;
   return s->rc;

@@ -58,13 +58,16 @@
  * truncated by Ollama, not rejected). Numbers are re-serialised by jansson (exact, up to
  * 17 significant digits). */
 #include "ollama.h"
+#include "prov_json.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+/* A client error: message into b->err, returns -EINVAL (prov_json.h). */
+#define reject(b, ...) prov_reject((b)->err, (b)->errlen, __VA_ARGS__)
 
 #define DEFAULT_BASE "http://localhost:11434"
 
@@ -75,25 +78,6 @@ typedef struct ol_build {
   char *err;      /* client-facing message */
   size_t errlen;  /* bytes in err */
 } ol_build;
-
-static int reject(ol_build *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int reject(ol_build *b, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  if (b->err && b->errlen) vsnprintf(b->err, b->errlen, fmt, ap);
-  va_end(ap);
-  return -EINVAL;
-}
-
-/* JSON null counts as absent everywhere. */
-static json_t *field(json_t *o, const char *key) {
-  json_t *v = json_object_get(o, key);
-  return json_is_null(v) ? NULL : v;
-}
-
-static const char *str_field(json_t *o, const char *key) {
-  return json_string_value(json_object_get(o, key));
-}
 
 static int set(json_t *o, const char *key, json_t *v) {
   return !v || json_object_set_new(o, key, v) ? -ENOMEM : 0;
@@ -108,7 +92,7 @@ static int add_text(buf_t *t, const char *s, size_t n) {
 
 /* data:<mime>[;param]*;base64,<data> → images[] entry (raw base64). */
 static int add_image(ol_build *b, json_t *images, json_t *img, const char *what) {
-  const char *url = json_is_string(img) ? json_string_value(img) : str_field(img, "url");
+  const char *url = json_is_string(img) ? json_string_value(img) : prov_str_field(img, "url");
   if (!url) return reject(b, "%s: image_url.url must be a string", what);
   if (!strncasecmp(url, "https://", 8) || !strncasecmp(url, "http://", 7))
     return reject(b, "%s: image URLs are not supported by this provider; send the image as a "
@@ -131,7 +115,7 @@ static int flatten(ol_build *b, json_t *content, buf_t *text, json_t *images, in
     return buf_append(text, json_string_value(content), json_string_length(content)) ? -ENOMEM : 0;
   if (!json_is_array(content)) return reject(b, "%s: content must be a string, an array or null", what);
   json_array_foreach(content, i, part) {
-    const char *type = str_field(part, "type");
+    const char *type = prov_str_field(part, "type");
     json_t *t = json_object_get(part, "text");
     int rc;
     if (!type) return reject(b, "%s.content[%zu]: content part needs a type", what, i);
@@ -143,7 +127,7 @@ static int flatten(ol_build *b, json_t *content, buf_t *text, json_t *images, in
     } else if (!strcmp(type, "image_url") && images) {
       char w[96];
       snprintf(w, sizeof w, "%s.content[%zu]", what, i);
-      rc = add_image(b, images, field(part, "image_url"), w);
+      rc = add_image(b, images, prov_field(part, "image_url"), w);
     } else {
       return reject(b, "%s.content[%zu]: content part type '%.40s' is not supported here by this "
                        "provider", what, i, type);
@@ -165,7 +149,7 @@ static json_t *push_msg(ol_build *b, const char *role, buf_t *text) {
 
 static int text_msg(ol_build *b, json_t *msg, const char *role, const char *what) {
   buf_t text = {0};
-  int rc = flatten(b, field(msg, "content"), &text, NULL, 0, what);
+  int rc = flatten(b, prov_field(msg, "content"), &text, NULL, 0, what);
   if (!rc && !push_msg(b, role, &text)) rc = -ENOMEM;
   buf_free(&text);
   return rc;
@@ -174,7 +158,7 @@ static int text_msg(ol_build *b, json_t *msg, const char *role, const char *what
 static int user_msg(ol_build *b, json_t *msg, const char *what) {
   buf_t text = {0};
   json_t *images = json_array(), *m;
-  int rc = images ? flatten(b, field(msg, "content"), &text, images, 0, what) : -ENOMEM;
+  int rc = images ? flatten(b, prov_field(msg, "content"), &text, images, 0, what) : -ENOMEM;
   if (!rc && !(m = push_msg(b, "user", &text))) rc = -ENOMEM;
   if (!rc && json_array_size(images)) rc = set(m, "images", json_incref(images));
   json_decref(images);
@@ -184,8 +168,8 @@ static int user_msg(ol_build *b, json_t *msg, const char *what) {
 
 /* One OpenAI call {id?, function{name, arguments}} → {function{name, arguments:{…}}}. */
 static int add_call(ol_build *b, json_t *calls, json_t *fn, const char *id, const char *what) {
-  const char *name = str_field(fn, "name");
-  json_t *av = field(fn, "arguments"), *args;
+  const char *name = prov_str_field(fn, "name");
+  json_t *av = prov_field(fn, "arguments"), *args;
   if (!name || !*name) return reject(b, "%s: function.name must be a non-empty string", what);
   if (!av || (json_is_string(av) && json_string_length(av) == 0)) {
     args = json_object();
@@ -207,22 +191,22 @@ static int add_call(ol_build *b, json_t *calls, json_t *fn, const char *id, cons
 
 static int assistant_msg(ol_build *b, json_t *msg, const char *what) {
   buf_t text = {0};
-  json_t *calls = json_array(), *tcs = field(msg, "tool_calls"), *tc, *m;
+  json_t *calls = json_array(), *tcs = prov_field(msg, "tool_calls"), *tc, *m;
   size_t i;
-  int rc = calls ? flatten(b, field(msg, "content"), &text, NULL, 1, what) : -ENOMEM;
+  int rc = calls ? flatten(b, prov_field(msg, "content"), &text, NULL, 1, what) : -ENOMEM;
   if (!rc && tcs && !json_is_array(tcs)) rc = reject(b, "%s: tool_calls must be an array", what);
   if (!rc) json_array_foreach(tcs, i, tc) {
       char w[96];
       snprintf(w, sizeof w, "%s.tool_calls[%zu]", what, i);
-      const char *type = str_field(tc, "type");
+      const char *type = prov_str_field(tc, "type");
       if (type && strcmp(type, "function")) {
         rc = reject(b, "%s: only function tool calls are supported by this provider", w);
         break;
       }
-      if ((rc = add_call(b, calls, field(tc, "function"), str_field(tc, "id"), w))) break;
+      if ((rc = add_call(b, calls, prov_field(tc, "function"), prov_str_field(tc, "id"), w))) break;
     }
-  if (!rc && field(msg, "function_call"))
-    rc = add_call(b, calls, field(msg, "function_call"), NULL, what);
+  if (!rc && prov_field(msg, "function_call"))
+    rc = add_call(b, calls, prov_field(msg, "function_call"), NULL, what);
   if (!rc && !(m = push_msg(b, "assistant", &text))) rc = -ENOMEM;
   if (!rc && json_array_size(calls)) rc = set(m, "tool_calls", json_incref(calls));
   json_decref(calls);
@@ -233,19 +217,19 @@ static int assistant_msg(ol_build *b, json_t *msg, const char *what) {
 static int tool_msg(ol_build *b, json_t *msg, int legacy, const char *what) {
   const char *name;
   if (legacy) {
-    name = str_field(msg, "name");
+    name = prov_str_field(msg, "name");
     if (!name) return reject(b, "%s: function message needs a name", what);
   } else {
-    const char *id = str_field(msg, "tool_call_id");
+    const char *id = prov_str_field(msg, "tool_call_id");
     if (!id) return reject(b, "%s: tool message needs a string tool_call_id", what);
-    name = str_field(b->calls, id);
+    name = prov_str_field(b->calls, id);
     if (!name)
       return reject(b, "%s: tool_call_id '%.64s' does not match any earlier assistant tool call",
                     what, id);
   }
   buf_t text = {0};
   json_t *m;
-  int rc = flatten(b, field(msg, "content"), &text, NULL, 0, what);
+  int rc = flatten(b, prov_field(msg, "content"), &text, NULL, 0, what);
   if (!rc && !(m = push_msg(b, "tool", &text))) rc = -ENOMEM;
   if (!rc) rc = set(m, "tool_name", json_string(name));
   buf_free(&text);
@@ -260,7 +244,7 @@ static int translate_messages(ol_build *b, json_t *msgs) {
   json_array_foreach(msgs, i, m) {
     char what[48];
     snprintf(what, sizeof what, "messages[%zu]", i);
-    const char *role = str_field(m, "role");
+    const char *role = prov_str_field(m, "role");
     int rc;
     if (!role) return reject(b, "%s: role must be a string", what);
     if (!strcmp(role, "system") || !strcmp(role, "developer")) rc = text_msg(b, m, "system", what);
@@ -277,11 +261,12 @@ static int translate_messages(ol_build *b, json_t *msgs) {
 /* ---- tools --------------------------------------------------------------------------- */
 
 static int translate_tools(ol_build *b, json_t *req, json_t *body) {
-  json_t *tools = field(req, "tools"), *tc = field(req, "tool_choice"), *t;
+  json_t *tools = prov_field(req, "tools"), *tc = prov_field(req, "tool_choice"), *t;
   size_t i;
   if (tc) {
-    const char *s = json_string_value(tc), *type = str_field(tc, "type");
-    int named = type && !strcmp(type, "function") && str_field(field(tc, "function"), "name");
+    const char *s = json_string_value(tc), *type = prov_str_field(tc, "type");
+    int named =
+        type && !strcmp(type, "function") && prov_str_field(prov_field(tc, "function"), "name");
     if (!named && !(s && (!strcmp(s, "auto") || !strcmp(s, "none") || !strcmp(s, "required"))))
       return reject(b, "tool_choice must be \"auto\", \"none\", \"required\" or "
                        "{\"type\":\"function\",\"function\":{\"name\":...}}");
@@ -292,8 +277,9 @@ static int translate_tools(ol_build *b, json_t *req, json_t *body) {
   if (!tools) return 0;
   if (!json_is_array(tools)) return reject(b, "tools must be an array");
   json_array_foreach(tools, i, t) {
-    const char *type = str_field(t, "type"), *name = str_field(field(t, "function"), "name");
-    if (!type || strcmp(type, "function") || !json_is_object(field(t, "function")))
+    const char *type = prov_str_field(t, "type");
+    const char *name = prov_str_field(prov_field(t, "function"), "name");
+    if (!type || strcmp(type, "function") || !json_is_object(prov_field(t, "function")))
       return reject(b, "tools[%zu]: only function tools are supported by this provider", i);
     if (!name || !*name) return reject(b, "tools[%zu]: function.name must be a non-empty string", i);
   }
@@ -305,7 +291,7 @@ static int translate_tools(ol_build *b, json_t *req, json_t *body) {
 /* ---- options ------------------------------------------------------------------------- */
 
 static int copy_number(ol_build *b, json_t *req, const char *from, json_t *opt, const char *to) {
-  json_t *v = field(req, from);
+  json_t *v = prov_field(req, from);
   if (!v) return 0;
   if (!json_is_number(v)) return reject(b, "%s must be a number", from);
   return json_object_set(opt, to, v) ? -ENOMEM : 0;
@@ -313,7 +299,7 @@ static int copy_number(ol_build *b, json_t *req, const char *from, json_t *opt, 
 
 static int copy_integer(ol_build *b, json_t *req, const char *from, json_t *opt, const char *to,
                         json_int_t min) {
-  json_t *v = field(req, from);
+  json_t *v = prov_field(req, from);
   if (!v) return 0;
   if (!json_is_integer(v) || json_integer_value(v) < min)
     return reject(b, "%s must be an integer >= %lld", from, (long long)min);
@@ -331,13 +317,13 @@ static int translate_stop(ol_build *b, json_t *stop, json_t *opt) {
 }
 
 static int translate_format(ol_build *b, json_t *rf, json_t *body) {
-  const char *type = str_field(rf, "type");
+  const char *type = prov_str_field(rf, "type");
   if (!type) return reject(b, "response_format.type must be a string");
   if (!strcmp(type, "text")) return 0;
   if (!strcmp(type, "json_object")) return set(body, "format", json_string("json"));
   if (strcmp(type, "json_schema"))
     return reject(b, "response_format.type '%.32s' is not supported by this provider", type);
-  json_t *schema = field(field(rf, "json_schema"), "schema");
+  json_t *schema = prov_field(prov_field(rf, "json_schema"), "schema");
   if (!json_is_object(schema)) return reject(b, "response_format.json_schema.schema must be an object");
   return json_object_set(body, "format", schema) ? -ENOMEM : 0;
 }
@@ -346,18 +332,19 @@ static int translate_options(ol_build *b, json_t *req, json_t *body) {
   json_t *opt = json_object(), *v;
   int rc = 0;
   if (!opt) return -ENOMEM;
-  const char *max = field(req, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+  const char *max =
+      prov_field(req, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
   if (!rc) rc = copy_integer(b, req, max, opt, "num_predict", 1);
   if (!rc) rc = copy_number(b, req, "temperature", opt, "temperature");
   if (!rc) rc = copy_number(b, req, "top_p", opt, "top_p");
   if (!rc) rc = copy_integer(b, req, "top_k", opt, "top_k", 1);
-  if (!rc && (v = field(req, "stop"))) rc = translate_stop(b, v, opt);
+  if (!rc && (v = prov_field(req, "stop"))) rc = translate_stop(b, v, opt);
   if (!rc) rc = copy_integer(b, req, "seed", opt, "seed", INT64_MIN);
   if (!rc) rc = copy_number(b, req, "presence_penalty", opt, "presence_penalty");
   if (!rc) rc = copy_number(b, req, "frequency_penalty", opt, "frequency_penalty");
-  if (!rc && (v = field(req, "n")) && (!json_is_integer(v) || json_integer_value(v) != 1))
+  if (!rc && (v = prov_field(req, "n")) && (!json_is_integer(v) || json_integer_value(v) != 1))
     rc = reject(b, "n must be 1 for this provider");
-  if (!rc && (v = field(req, "response_format"))) rc = translate_format(b, v, body);
+  if (!rc && (v = prov_field(req, "response_format"))) rc = translate_format(b, v, body);
   if (!rc && json_object_size(opt)) rc = json_object_set(body, "options", opt) ? -ENOMEM : 0;
   json_decref(opt);
   return rc;
@@ -407,9 +394,9 @@ static int translate(ol_build *b, const prov_target *t, json_t *req, const prov_
   int rc;
   const char *model = t->upstream_model ? t->upstream_model : "";
   if (!*model) return reject(b, "the deployment has no model name");
-  if (field(req, "functions") || field(req, "function_call"))
+  if (prov_field(req, "functions") || prov_field(req, "function_call"))
     return reject(b, "functions/function_call are not supported by this provider; use tools");
-  if ((rc = translate_messages(b, field(req, "messages")))) return rc;
+  if ((rc = translate_messages(b, prov_field(req, "messages")))) return rc;
   if (set(body, "model", json_string(model)) || json_object_set(body, "messages", b->msgs) ||
       set(body, "stream", json_boolean(c->stream)))
     return -ENOMEM;
@@ -466,7 +453,7 @@ static prov_error ollama_classify_error(int status, const char *body, size_t len
                                         uint64_t *retry_after_ms) {
   (void)retry_after_ms; /* Ollama sends no retry hints */
   json_t *doc = body ? json_loadb(body, len, 0, NULL) : NULL, *e = json_object_get(doc, "error");
-  const char *msg = json_is_string(e) ? json_string_value(e) : str_field(e, "message");
+  const char *msg = json_is_string(e) ? json_string_value(e) : prov_str_field(e, "message");
   prov_error cls = ollama_error_class(status ? status : 500, msg);
   json_decref(doc);
   return cls;

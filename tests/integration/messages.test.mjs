@@ -60,7 +60,9 @@ for (const [group, mockName, fmt] of [['gpt', 'gpt-1', 'openai'], ['claude', 'cl
     assert.equal(response.headers.get('x-llmesh-deployment'), `${group}-1`);
     assert.equal(msg.type, 'message');
     assert.equal(msg.role, 'assistant');
-    assert.equal(msg.model, group, 'the client alias is reported');
+    // OpenAI deployments: translated, the client's alias is reported. Anthropic deployments:
+    // the upstream message is relayed untouched (passthrough), so its own model name.
+    assert.equal(msg.model, fmt === 'openai' ? group : 'claude-mock', 'the reported model');
     assert.match(msg.id, /^msg_/);
     assert.equal(text(msg), hello(mockName));
     assert.equal(msg.stop_reason, 'end_turn');

@@ -12,7 +12,6 @@
  * Every stream is also fed split in two at every byte and one byte at a time; the output
  * must be byte-identical. JSON is compared with json_equal, SSE byte for byte.
  * AI_REGEN=1 rewrites the .out files from the code (then review the diff by hand). */
-#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <setjmp.h>
@@ -26,101 +25,22 @@
 
 #include "anthropic_ingress.h"
 #include "provider.h"
+#include "vector_harness.h"
 
 static const char *vec_dir;
 static int regen;
 
-/* ------------------------------------------------------------ file helpers */
-
-static char *slurp(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  buf_t b = {0};
-  char tmp[4096];
-  size_t n;
-  while ((n = fread(tmp, 1, sizeof tmp, f)) > 0) assert_int_equal(buf_append(&b, tmp, n), 0);
-  fclose(f);
-  assert_non_null(buf_cstr(&b));
-  if (len) *len = b.len;
-  return b.data;
-}
-
-static void spit(const char *path, const char *p, size_t n) {
-  FILE *f = fopen(path, "wb");
-  assert_non_null(f);
-  assert_int_equal(fwrite(p, 1, n, f), n);
-  fclose(f);
-}
-
-static void spit_json(const char *path, json_t *j) {
-  char *s = json_dumps(j, JSON_INDENT(2) | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
-  assert_non_null(s);
-  buf_t b = {0};
-  assert_int_equal(buf_printf(&b, "%s\n", s), 0);
-  spit(path, b.data, b.len);
-  buf_free(&b);
-  free(s);
-}
-
-static json_t *load_json(const char *path) {
-  json_error_t je;
-  json_t *j = json_load_file(path, JSON_DECODE_ANY, &je);
-  if (!j) fail_msg("%s: %s (line %d)", path, je.text, je.line);
-  return j;
-}
-
-static int cmp_str(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static size_t list_cases(const char *sub, const char *suffix, char ***names) {
-  char dir[4096];
-  snprintf(dir, sizeof dir, "%s/%s", vec_dir, sub);
-  DIR *d = opendir(dir);
-  if (!d) fail_msg("cannot open %s: %s", dir, strerror(errno));
-  size_t n = 0, cap = 0, sl = strlen(suffix);
-  char **v = NULL;
-  struct dirent *de;
-  while ((de = readdir(d))) {
-    size_t l = strlen(de->d_name);
-    if (l <= sl || strcmp(de->d_name + l - sl, suffix)) continue;
-    if (n == cap) v = realloc(v, (cap = cap ? cap * 2 : 16) * sizeof *v);
-    v[n++] = strndup(de->d_name, l - sl);
-  }
-  closedir(d);
-  qsort(v, n, sizeof *v, cmp_str);
-  *names = v;
-  return n;
-}
-
-static void free_names(char **v, size_t n) {
-  for (size_t i = 0; i < n; i++) free(v[i]);
-  free(v);
-}
-
+/* "sub/NAME+suffix", relative to vec_dir. */
 static char *path_of(const char *sub, const char *name, const char *suffix) {
   char *p = NULL;
-  assert_true(asprintf(&p, "%s/%s/%s%s", vec_dir, sub, name, suffix) > 0);
+  assert_true(asprintf(&p, "%s/%s%s", sub, name, suffix) > 0);
   return p;
-}
-
-static void expect_json(const char *what, json_t *want, json_t *got) {
-  if (json_equal(want, got)) return;
-  char *w = json_dumps(want, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
-  char *g = json_dumps(got, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
-  print_error("%s\n want: %s\n  got: %s\n", what, w, g);
-  free(w);
-  free(g);
-  fail();
 }
 
 /* ------------------------------------------------------------ requests */
 
-static void run_request_case(const char *name) {
-  char *ip = path_of("requests", name, ".in.json"), *op = path_of("requests", name, ".out.json");
-  size_t len;
-  char *in = slurp(ip, &len);
-  assert_non_null(in);
+static json_t *run_request_case(const char *name, const char *in, size_t len, void *ctx) {
+  (void)ctx;
   buf_t out = {0};
   ai_req_info info;
   char err[256] = "";
@@ -139,57 +59,31 @@ static void run_request_case(const char *name) {
     /* client-facing: never a URL */
     assert_null(strstr(err, "http"));
   }
-  if (regen) spit_json(op, got);
-  json_t *want = load_json(op);
-  expect_json(name, want, got);
-  json_decref(want);
-  json_decref(got);
   buf_free(&out);
-  free(in);
-  free(ip);
-  free(op);
+  return got;
 }
 
 static void test_requests(void **st) {
   (void)st;
-  char **names;
-  size_t n = list_cases("requests", ".in.json", &names);
-  assert_true(n >= 14);
-  for (size_t i = 0; i < n; i++) run_request_case(names[i]);
-  free_names(names, n);
+  assert_true(vh_json_cases(vec_dir, "requests", regen, run_request_case, NULL, NULL) >= 14);
 }
 
 /* ------------------------------------------------------------ responses */
 
-static void run_response_case(const char *name) {
-  char *ip = path_of("responses", name, ".in.json"), *op = path_of("responses", name, ".out.json");
-  size_t len;
-  char *in = slurp(ip, &len);
-  assert_non_null(in);
+static json_t *run_response_case(const char *name, const char *in, size_t len, void *ctx) {
+  (void)ctx;
   buf_t out = {0};
   int rc = ai_response_from_openai(in, len, "claude-alias", &out);
   if (rc < 0) fail_msg("%s: ai_response_from_openai %d", name, rc);
   json_t *msg = json_loadb(out.data, out.len, 0, NULL);
   if (!msg) fail_msg("%s: output is not JSON: %.*s", name, (int)out.len, out.data);
-  json_t *got = json_pack("{s:i,s:o}", "rc", rc, "message", msg);
-  if (regen) spit_json(op, got);
-  json_t *want = load_json(op);
-  expect_json(name, want, got);
-  json_decref(want);
-  json_decref(got);
   buf_free(&out);
-  free(in);
-  free(ip);
-  free(op);
+  return json_pack("{s:i,s:o}", "rc", rc, "message", msg);
 }
 
 static void test_responses(void **st) {
   (void)st;
-  char **names;
-  size_t n = list_cases("responses", ".in.json", &names);
-  assert_true(n >= 4);
-  for (size_t i = 0; i < n; i++) run_response_case(names[i]);
-  free_names(names, n);
+  assert_true(vh_json_cases(vec_dir, "responses", regen, run_response_case, NULL, NULL) >= 4);
 }
 
 static void test_response_garbage(void **st) {
@@ -207,26 +101,50 @@ static void test_response_garbage(void **st) {
 
 /* ------------------------------------------------------------ streams */
 
+/* One translator run over a stream (vh_feed_ops). */
 typedef struct stream_run {
-  buf_t out;  /* Anthropic SSE written */
-  int rc;     /* final result */
+  ai_stream *s; /* NULL once ended */
+  buf_t out;    /* Anthropic SSE written */
+  int rc;       /* final result */
 } stream_run;
 
-/* Feeds in pieces of at most `step` bytes (0 = cut once at `cut`). */
-static void stream_drive(const char *in, size_t len, size_t cut, size_t step, stream_run *r) {
-  ai_stream *s = ai_stream_new("claude-alias");
-  assert_non_null(s);
-  memset(r, 0, sizeof *r);
-  size_t off = 0;
-  while (off < len && r->rc == AI_MORE) {
-    size_t n = step ? step : (off < cut ? cut - off : len - off);
-    if (n > len - off) n = len - off;
-    r->rc = ai_stream_feed(s, in + off, n, &r->out);
-    off += n;
-  }
-  if (r->rc == AI_MORE) r->rc = ai_stream_end(s, &r->out);
-  ai_stream_free(s);
+static void *run_new(void *ctx) {
+  (void)ctx;
+  stream_run *r = calloc(1, sizeof *r);
+  assert_non_null(r);
+  r->rc = AI_MORE;
+  r->s = ai_stream_new("claude-alias");
+  assert_non_null(r->s);
+  return r;
 }
+
+static int run_feed(void *p, const char *in, size_t n) {
+  stream_run *r = p;
+  r->rc = ai_stream_feed(r->s, in, n, &r->out);
+  return r->rc == AI_MORE;
+}
+
+static void run_end(void *p) {
+  stream_run *r = p;
+  if (r->rc == AI_MORE) r->rc = ai_stream_end(r->s, &r->out);
+  ai_stream_free(r->s);
+  r->s = NULL;
+}
+
+static void run_free(void *p) {
+  stream_run *r = p;
+  if (r->s) ai_stream_free(r->s);
+  buf_free(&r->out);
+  free(r);
+}
+
+static int run_same(const void *pa, const void *pb) {
+  const stream_run *a = pa, *b = pb;
+  return a->rc == b->rc && a->out.len == b->out.len &&
+         (!a->out.len || !memcmp(a->out.data, b->out.data, a->out.len));
+}
+
+static const vh_feed_ops RUN_OPS = {run_new, run_feed, run_end, run_free, run_same};
 
 static int rc_of(const char *s) {
   if (!strcmp(s, "done")) return AI_DONE;
@@ -234,12 +152,6 @@ static int rc_of(const char *s) {
   if (!strcmp(s, "garbage")) return AI_GARBAGE;
   fail_msg("bad rc %s", s);
   return 0;
-}
-
-static void expect_same(const char *name, const char *how, const stream_run *a, const stream_run *b) {
-  if (a->rc != b->rc || a->out.len != b->out.len ||
-      (a->out.len && memcmp(a->out.data, b->out.data, a->out.len)))
-    fail_msg("%s: output differs when fed %s:\n%.*s", name, how, (int)b->out.len, b->out.data);
 }
 
 /* Structural rules of Anthropic's event order, checked on every golden output. */
@@ -284,39 +196,24 @@ static void check_order(const char *name, const buf_t *b, int rc) {
   if (rc < 0 && !errored) fail_msg("%s: failure without an error event", name);
 }
 
-static void run_stream_case(const char *name) {
+static void run_stream_case(const char *name, void *ctx) {
+  (void)ctx;
   char *ip = path_of("streams", name, ".in.sse"), *op = path_of("streams", name, ".out.sse");
   char *mp = path_of("streams", name, ".meta.json");
   size_t len, wlen;
-  char *in = slurp(ip, &len);
+  char *in = vh_read_file(vec_dir, ip, &len);
   assert_non_null(in);
-  json_t *meta = load_json(mp);
+  json_t *meta = vh_load_json(vec_dir, mp);
   int want_rc = rc_of(json_string_value(json_object_get(meta, "rc")));
-  stream_run whole;
-  stream_drive(in, len, len, 0, &whole);
-  if (regen) spit(op, whole.out.data ? whole.out.data : "", whole.out.len);
-  char *want = slurp(op, &wlen);
+  stream_run *whole = vh_feed_whole(&RUN_OPS, NULL, in, len);
+  if (regen) vh_write_file(vec_dir, op, whole->out.data, whole->out.len);
+  char *want = vh_read_file(vec_dir, op, &wlen);
   assert_non_null(want);
-  if (whole.out.len != wlen || (wlen && memcmp(whole.out.data, want, wlen))) {
-    print_error("%s: want\n%.*s\n got\n%.*s\n", name, (int)wlen, want, (int)whole.out.len,
-                whole.out.data);
-    fail();
-  }
-  if (whole.rc != want_rc) fail_msg("%s: rc %d, want %d", name, whole.rc, want_rc);
-  check_order(name, &whole.out, whole.rc);
-  for (size_t cut = 0; cut <= len; cut++) {
-    stream_run part;
-    stream_drive(in, len, cut, 0, &part);
-    char how[64];
-    snprintf(how, sizeof how, "split at byte %zu", cut);
-    expect_same(name, how, &whole, &part);
-    buf_free(&part.out);
-  }
-  stream_run bytes;
-  stream_drive(in, len, 0, 1, &bytes);
-  expect_same(name, "one byte at a time", &whole, &bytes);
-  buf_free(&bytes.out);
-  buf_free(&whole.out);
+  vh_assert_bytes_equal(want, wlen, whole->out.data, whole->out.len, name);
+  if (whole->rc != want_rc) fail_msg("%s: rc %d, want %d", name, whole->rc, want_rc);
+  check_order(name, &whole->out, whole->rc);
+  vh_feed_splits(&RUN_OPS, NULL, in, len, whole, name);
+  RUN_OPS.free(whole);
   json_decref(meta);
   free(in);
   free(want);
@@ -327,11 +224,7 @@ static void run_stream_case(const char *name) {
 
 static void test_streams(void **st) {
   (void)st;
-  char **names;
-  size_t n = list_cases("streams", ".in.sse", &names);
-  assert_true(n >= 8);
-  for (size_t i = 0; i < n; i++) run_stream_case(names[i]);
-  free_names(names, n);
+  assert_true(vh_each_case(vec_dir, "streams", ".in.sse", run_stream_case, NULL) >= 8);
 }
 
 /* After the terminal event the translator is sticky: later bytes change nothing. */
@@ -378,9 +271,7 @@ static void test_stream_empty(void **st) {
 
 static void test_errors(void **st) {
   (void)st;
-  char path[4096];
-  snprintf(path, sizeof path, "%s/errors.json", vec_dir);
-  json_t *cases = load_json(path);
+  json_t *cases = vh_load_json(vec_dir, "errors.json");
   assert_true(json_array_size(cases) >= 12);
   size_t i;
   json_t *cs;
@@ -393,7 +284,7 @@ static void test_errors(void **st) {
     json_t *got = json_loadb(out.data, out.len, 0, NULL);
     char what[64];
     snprintf(what, sizeof what, "errors.json case %zu (%d)", i, status);
-    expect_json(what, json_array_get(cs, 2), got);
+    vh_assert_json_equal(json_array_get(cs, 2), got, what);
     json_decref(got);
     buf_free(&out);
   }
@@ -441,10 +332,11 @@ static void normalise(json_t *req) {
   }
 }
 
-static void run_roundtrip_case(const char *name) {
+static void run_roundtrip_case(const char *name, void *ctx) {
+  (void)ctx;
   char *ip = path_of("roundtrip", name, ".json");
   size_t len;
-  char *in = slurp(ip, &len);
+  char *in = vh_read_file(vec_dir, ip, &len);
   buf_t oai = {0};
   ai_req_info info;
   char err[256] = "";
@@ -462,7 +354,7 @@ static void run_roundtrip_case(const char *name) {
   assert_non_null(orig);
   normalise(orig);
   normalise(back);
-  expect_json(name, orig, back);
+  vh_assert_json_equal(orig, back, name);
   json_decref(back);
   json_decref(orig);
   prov_request_free(&r);
@@ -473,11 +365,7 @@ static void run_roundtrip_case(const char *name) {
 
 static void test_roundtrip(void **st) {
   (void)st;
-  char **names;
-  size_t n = list_cases("roundtrip", ".json", &names);
-  assert_true(n >= 5);
-  for (size_t i = 0; i < n; i++) run_roundtrip_case(names[i]);
-  free_names(names, n);
+  assert_true(vh_each_case(vec_dir, "roundtrip", ".json", run_roundtrip_case, NULL) >= 5);
 }
 
 int main(int argc, char **argv) {
@@ -486,7 +374,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: %s VECTORS_DIR\n", argv[0]);
     return 2;
   }
-  regen = getenv("AI_REGEN") && !strcmp(getenv("AI_REGEN"), "1");
+  regen = vh_regen_enabled("AI_REGEN");
+  vh_json_out_flags = JSON_INDENT(2) | JSON_REAL_PRECISION(15);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_requests),
       cmocka_unit_test(test_responses),

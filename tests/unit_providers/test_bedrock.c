@@ -11,7 +11,6 @@
  *   errors.json             classify_error table
  * check_sigv4.py recomputes the request vectors' signatures independently (own meson test).
  * BEDROCK_REGEN=1 rewrites the .out files from the adapter (review the diff before keeping). */
-#include <dirent.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,6 +23,7 @@
 #include <jansson.h>
 
 #include "bedrock.h"
+#include "vector_harness.h"
 #include "sigv4.h"
 
 #define CLOCK 1440938160u /* 20150830T123600Z, the AWS SigV4 test-suite date */
@@ -42,98 +42,13 @@ static const prov_target TARGET = {
     .aws_region = "us-east-1",
 };
 
-/* ---- files --------------------------------------------------------------------------- */
+static void pin_clock(void) { prov_bedrock_set_clock(CLOCK); }
 
-static char *slurp(const char *rel, size_t *len) {
-  char path[1024];
-  snprintf(path, sizeof path, "%s/%s", vdir, rel);
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  buf_t b = {0};
-  char tmp[4096];
-  size_t n;
-  while ((n = fread(tmp, 1, sizeof tmp, f)) > 0) assert_int_equal(buf_append(&b, tmp, n), 0);
-  fclose(f);
-  if (len) *len = b.len;
-  if (!buf_cstr(&b)) fail();
-  return b.data;
-}
-
-static void spill(const char *rel, const char *data, size_t len) {
-  char path[1024];
-  snprintf(path, sizeof path, "%s/%s", vdir, rel);
-  FILE *f = fopen(path, "wb");
-  assert_non_null(f);
-  assert_int_equal(fwrite(data, 1, len, f), len);
-  fclose(f);
-}
-
-static void spill_json(const char *rel, json_t *j) {
-  char *s = json_dumps(j, JSON_INDENT(1) | JSON_ENSURE_ASCII);
-  buf_t b = {0};
-  buf_printf(&b, "%s\n", s);
-  spill(rel, b.data, b.len);
-  free(s);
-  buf_free(&b);
-}
-
-static json_t *load_json(const char *rel) {
-  size_t len;
-  char *s = slurp(rel, &len);
-  if (!s) print_error("missing vector %s\n", rel);
-  assert_non_null(s);
-  json_t *j = json_loadb(s, len, 0, NULL);
-  free(s);
-  assert_non_null(j);
-  return j;
-}
-
-static int list(const char *dir, const char *suffix, char names[][128], int max) {
-  char path[1024];
-  struct dirent **ents;
-  snprintf(path, sizeof path, "%s/%s", vdir, dir);
-  int n = scandir(path, &ents, NULL, alphasort), k = 0;
-  assert_true(n >= 0);
-  for (int i = 0; i < n; i++) {
-    size_t l = strlen(ents[i]->d_name), sl = strlen(suffix);
-    if (l > sl && !strcmp(ents[i]->d_name + l - sl, suffix) && k < max)
-      snprintf(names[k++], 128, "%.*s", (int)(l - sl < 127 ? l - sl : 127), ents[i]->d_name);
-    free(ents[i]);
-  }
-  free(ents);
-  return k;
-}
-
-static void assert_json_same(json_t *want, json_t *got, const char *what) {
-  if (json_equal(want, got)) return;
-  char *a = json_dumps(want, JSON_COMPACT), *b = json_dumps(got, JSON_COMPACT);
-  print_error("%s:\n want %s\n got  %s\n", what, a, b);
-  free(a);
-  free(b);
-  fail();
-}
+/* The adapter as the response and stream vectors run it. */
+static const vh_prov_ctx ADAPTER = {.ops = &prov_bedrock, .model = "my-bedrock", .before = pin_clock,
+                                    .end_garbage_class = 1};
 
 /* ---- requests ------------------------------------------------------------------------ */
-
-static json_t *headers_json(prov_request *r) {
-  json_t *a = json_array();
-  size_t off = 0;
-  for (int i = 0; i < r->nheaders; i++) {
-    const char *h = r->headers.data + off;
-    json_array_append_new(a, json_string(h));
-    off += strlen(h) + 1;
-  }
-  return a;
-}
-
-static void canon_of(const char *body, size_t len, prov_canon *c) {
-  json_t *j = json_loadb(body, len, 0, NULL);
-  c->body = body;
-  c->len = len;
-  c->stream = json_is_true(json_object_get(j, "stream"));
-  c->include_usage = json_is_true(json_object_get(json_object_get(j, "stream_options"), "include_usage"));
-  json_decref(j);
-}
 
 /* Neither the AWS secret nor (unless key_ok: the Bearer header) the API key shows in s. */
 static void no_secret(const char *s, const prov_target *t, int key_ok) {
@@ -146,7 +61,7 @@ static json_t *run_request(const prov_target *t, const char *body, size_t len) {
   prov_canon c;
   prov_request r = {0};
   char err[256] = "";
-  canon_of(body, len, &c);
+  vh_prov_canon_of(body, len, &c);
   prov_bedrock_set_clock(CLOCK);
   int rc = prov_bedrock.build_request(t, &c, &r, err, sizeof err);
   if (rc) {
@@ -159,7 +74,7 @@ static json_t *run_request(const prov_target *t, const char *body, size_t len) {
     return json_pack("{s:s}", "error", err);
   }
   no_secret(buf_cstr(&r.url), t, 0);
-  json_t *hs = headers_json(&r), *h;
+  json_t *hs = vh_prov_headers_json(&r), *h;
   size_t i;
   json_array_foreach(hs, i, h)
       no_secret(json_string_value(h), t, !strncmp(json_string_value(h), "authorization: Bearer ", 22));
@@ -178,42 +93,32 @@ static const char *tstr(json_t *o, const char *k, const char *dflt) {
   return json_is_string(v) ? json_string_value(v) : dflt;
 }
 
+/* A vector is the canonical body, or {"target": {overrides}, "request": body}. */
+static json_t *request_case(const char *name, const char *body, size_t len, void *ctx) {
+  (void)name;
+  (void)ctx;
+  json_t *doc = json_loadb(body, len, 0, NULL), *tg = json_object_get(doc, "target");
+  prov_target t = TARGET;
+  char *req = NULL;
+  if (json_is_object(tg) && json_object_get(doc, "request")) {
+    t.api_base = tstr(tg, "api_base", t.api_base);
+    t.api_key = tstr(tg, "api_key", t.api_key);
+    t.upstream_model = tstr(tg, "upstream_model", t.upstream_model);
+    t.aws_access_key_id = tstr(tg, "aws_access_key_id", t.aws_access_key_id);
+    t.aws_secret_access_key = tstr(tg, "aws_secret_access_key", t.aws_secret_access_key);
+    t.aws_session_token = tstr(tg, "aws_session_token", t.aws_session_token);
+    t.aws_region = tstr(tg, "aws_region", t.aws_region);
+    req = json_dumps(json_object_get(doc, "request"), JSON_COMPACT);
+  }
+  json_t *got = req ? run_request(&t, req, strlen(req)) : run_request(&t, body, len);
+  json_decref(doc);
+  free(req);
+  return got;
+}
+
 static void test_requests(void **st) {
   (void)st;
-  static char names[128][128];
-  int n = list("requests", ".in.json", names, 128);
-  assert_true(n >= 30);
-  for (int i = 0; i < n; i++) {
-    char in[512], outp[512];
-    size_t len;
-    snprintf(in, sizeof in, "requests/%.127s.in.json", names[i]);
-    snprintf(outp, sizeof outp, "requests/%.127s.out.json", names[i]);
-    char *body = slurp(in, &len);
-    assert_non_null(body);
-    json_t *doc = json_loadb(body, len, 0, NULL), *tg = json_object_get(doc, "target");
-    prov_target t = TARGET;
-    char *req = NULL;
-    if (json_is_object(tg) && json_object_get(doc, "request")) {
-      t.api_base = tstr(tg, "api_base", t.api_base);
-      t.api_key = tstr(tg, "api_key", t.api_key);
-      t.upstream_model = tstr(tg, "upstream_model", t.upstream_model);
-      t.aws_access_key_id = tstr(tg, "aws_access_key_id", t.aws_access_key_id);
-      t.aws_secret_access_key = tstr(tg, "aws_secret_access_key", t.aws_secret_access_key);
-      t.aws_session_token = tstr(tg, "aws_session_token", t.aws_session_token);
-      t.aws_region = tstr(tg, "aws_region", t.aws_region);
-      req = json_dumps(json_object_get(doc, "request"), JSON_COMPACT);
-    }
-    json_t *got = req ? run_request(&t, req, strlen(req)) : run_request(&t, body, len);
-    if (regen) spill_json(outp, got);
-    json_t *want = load_json(outp);
-    assert_json_same(want, got, names[i]);
-    assert_int_equal(!strncmp(names[i], "reject_", 7), json_object_get(got, "error") != NULL);
-    json_decref(want);
-    json_decref(got);
-    json_decref(doc);
-    free(req);
-    free(body);
-  }
+  assert_true(vh_json_cases(vdir, "requests", regen, request_case, vh_prov_reject_named, NULL) >= 30);
 }
 
 /* The target alone: URLs, auth variants, bad deployments. */
@@ -290,147 +195,14 @@ static void test_request_targets(void **st) {
 
 static void test_responses(void **st) {
   (void)st;
-  static char names[64][128];
-  int n = list("responses", ".in.json", names, 64);
-  assert_true(n >= 10);
-  for (int i = 0; i < n; i++) {
-    char in[512], outp[512];
-    size_t len;
-    snprintf(in, sizeof in, "responses/%.127s.in.json", names[i]);
-    snprintf(outp, sizeof outp, "responses/%.127s.out.json", names[i]);
-    char *body = slurp(in, &len);
-    buf_t out = {0};
-    prov_usage u = {0};
-    prov_bedrock_set_clock(CLOCK);
-    int rc = prov_bedrock.decode_response(body, len, "my-bedrock", &out, &u);
-    json_t *got = rc == 0 ? json_loadb(out.data, out.len, 0, NULL) : json_pack("{s:b}", "garbage", 1);
-    assert_non_null(got);
-    if (rc) assert_int_equal(rc, PS_GARBAGE);
-    if (rc) assert_int_equal(out.len, 0);
-    if (regen) spill_json(outp, got);
-    json_t *want = load_json(outp);
-    assert_json_same(want, got, names[i]);
-    json_t *wu = json_object_get(want, "usage");
-    assert_int_equal(u.seen, wu != NULL);
-    if (wu) {
-      assert_int_equal(u.prompt_tokens, json_integer_value(json_object_get(wu, "prompt_tokens")));
-      assert_int_equal(u.completion_tokens, json_integer_value(json_object_get(wu, "completion_tokens")));
-      assert_int_equal(u.cached_tokens, json_integer_value(json_object_get(
-                                            json_object_get(wu, "prompt_tokens_details"), "cached_tokens")));
-    }
-    json_decref(want);
-    json_decref(got);
-    buf_free(&out);
-    free(body);
-  }
+  vh_prov_response_cases(vdir, &ADAPTER, regen, 10);
 }
 
 /* ---- streams ------------------------------------------------------------------------- */
 
-typedef struct run_result {
-  buf_t out;      /* canonical bytes */
-  int rc;         /* final: PS_DONE / PS_ERROR / PS_GARBAGE */
-  prov_error cls; /* from stream_feed on PS_ERROR / PS_GARBAGE */
-  prov_usage u;   /* usage as filled */
-} run_result;
-
-/* Feeds s[0..n) in pieces of `step` bytes (0 = cut at `at` into two pieces). */
-static void run_stream(const char *s, size_t n, int include_usage, size_t step, size_t at,
-                       run_result *r) {
-  prov_canon c = {"{}", 2, 1, include_usage};
-  memset(r, 0, sizeof *r);
-  prov_bedrock_set_clock(CLOCK);
-  prov_stream *ps = prov_bedrock.stream_new(&c, "my-bedrock");
-  assert_non_null(ps);
-  int rc = PS_MORE;
-  r->cls = PE_NONE;
-  if (step) {
-    for (size_t off = 0; rc == PS_MORE && off < n; off += step)
-      rc = prov_bedrock.stream_feed(ps, s + off, n - off < step ? n - off : step, &r->out, &r->u,
-                                    &r->cls);
-  } else {
-    rc = prov_bedrock.stream_feed(ps, s, at, &r->out, &r->u, &r->cls);
-    if (rc == PS_MORE) rc = prov_bedrock.stream_feed(ps, s + at, n - at, &r->out, &r->u, &r->cls);
-  }
-  if (rc == PS_MORE && (rc = prov_bedrock.stream_end(ps, &r->out, &r->u)) == PS_GARBAGE)
-    r->cls = PE_GARBAGE; /* stream_end has no class: a cut is always garbage */
-  else if (rc == PS_GARBAGE) assert_int_equal(r->cls, PE_GARBAGE);
-  r->rc = rc;
-  prov_bedrock.stream_free(ps);
-}
-
-static void same_run(const run_result *want, const run_result *got, const char *name,
-                     const char *how, size_t at) {
-  if (want->out.len != got->out.len ||
-      (want->out.len && memcmp(want->out.data, got->out.data, want->out.len)) ||
-      want->rc != got->rc || want->cls != got->cls || want->u.prompt_tokens != got->u.prompt_tokens ||
-      want->u.completion_tokens != got->u.completion_tokens || want->u.seen != got->u.seen ||
-      want->u.cache_write_tokens != got->u.cache_write_tokens) {
-    print_error("%s: %s at %zu differs from the whole feed\n", name, how, at);
-    fail();
-  }
-}
-
-static prov_error class_named(const char *s) {
-  for (int e = 0; e < PE__COUNT; e++)
-    if (!strcmp(prov_error_name((prov_error)e), s)) return (prov_error)e;
-  fail_msg("unknown class %s", s);
-  return PE_NONE;
-}
-
-static void check_stream_case(json_t *cs) {
-  const char *name = json_string_value(json_object_get(cs, "name"));
-  char in[512], outp[512];
-  size_t n, wlen;
-  snprintf(in, sizeof in, "streams/%s.in.bin", json_string_value(json_object_get(cs, "in")));
-  snprintf(outp, sizeof outp, "streams/%s.out.sse", name);
-  char *s = slurp(in, &n);
-  if (!s) print_error("missing %s (run make_frames.py)\n", in);
-  assert_non_null(s);
-  int inc = json_is_true(json_object_get(cs, "include_usage"));
-  run_result whole, part;
-  run_stream(s, n, inc, n ? n : 1, 0, &whole);
-  if (regen) spill(outp, whole.out.data ? whole.out.data : "", whole.out.len);
-  char *want = slurp(outp, &wlen);
-  assert_non_null(want);
-  if (wlen != whole.out.len || (wlen && memcmp(want, whole.out.data, wlen))) {
-    print_error("%s: output differs\nwant:\n%s\ngot:\n%.*s\n", name, want, (int)whole.out.len,
-                whole.out.data);
-    fail();
-  }
-  if (whole.rc != json_integer_value(json_object_get(cs, "rc")))
-    fail_msg("%s: rc %d", name, whole.rc);
-  if (whole.rc != PS_DONE &&
-      whole.cls != class_named(json_string_value(json_object_get(cs, "class"))))
-    fail_msg("%s: class %s", name, prov_error_name(whole.cls));
-  json_t *wu = json_object_get(cs, "usage");
-  assert_int_equal(whole.u.seen, json_is_array(wu));
-  if (json_is_array(wu)) {
-    assert_int_equal(whole.u.prompt_tokens, json_integer_value(json_array_get(wu, 0)));
-    assert_int_equal(whole.u.completion_tokens, json_integer_value(json_array_get(wu, 1)));
-    assert_int_equal(whole.u.cached_tokens, json_integer_value(json_array_get(wu, 2)));
-    assert_int_equal(whole.u.cache_write_tokens, json_integer_value(json_array_get(wu, 3)));
-  }
-  for (size_t at = 0; at <= n; at++) {
-    run_stream(s, n, inc, 0, at, &part);
-    same_run(&whole, &part, name, "split", at);
-    buf_free(&part.out);
-  }
-  run_stream(s, n, inc, 1, 0, &part);
-  same_run(&whole, &part, name, "byte-at-a-time", 0);
-  buf_free(&part.out);
-  buf_free(&whole.out);
-  free(want);
-  free(s);
-}
-
 static void test_streams(void **st) {
   (void)st;
-  json_t *cases = load_json("streams/cases.json"), *cs;
-  size_t i;
-  assert_true(json_array_size(cases) >= 20);
-  json_array_foreach(cases, i, cs) check_stream_case(cs);
-  json_decref(cases);
+  vh_prov_stream_cases(vdir, &ADAPTER, ".in.bin", regen, 20);
 }
 
 /* Tolerates being freed mid-frame and fed after a terminal result. */
@@ -460,23 +232,7 @@ static void test_stream_after_terminal(void **st) {
 
 static void test_classify(void **st) {
   (void)st;
-  json_t *cases = load_json("errors.json"), *cs;
-  size_t i;
-  assert_true(json_array_size(cases) >= 20);
-  json_array_foreach(cases, i, cs) {
-    json_t *b = json_object_get(cs, "body");
-    char *body = json_is_string(b) ? strdup(json_string_value(b)) : json_dumps(b, JSON_COMPACT);
-    uint64_t retry = 777777;
-    prov_error e = prov_bedrock.classify_error((int)json_integer_value(json_object_get(cs, "status")),
-                                               body, strlen(body), &retry);
-    if (e != class_named(json_string_value(json_object_get(cs, "class"))) || retry != 777777u) {
-      print_error("errors.json[%zu]: got %s\n", i, prov_error_name(e));
-      fail();
-    }
-    free(body);
-  }
-  json_decref(cases);
-  assert_int_equal(prov_bedrock.classify_error(500, NULL, 0, NULL), PE_SERVER);
+  vh_prov_error_cases(vdir, &prov_bedrock, 20);
 }
 
 static void test_registry(void **st) {
@@ -487,7 +243,7 @@ static void test_registry(void **st) {
 
 int main(int argc, char **argv) {
   vdir = argc > 1 ? argv[1] : "tests/unit_providers/vectors/bedrock";
-  regen = getenv("BEDROCK_REGEN") != NULL;
+  regen = vh_regen_enabled("BEDROCK_REGEN");
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_registry),
       cmocka_unit_test(test_requests),

@@ -21,18 +21,9 @@
 #include <jansson.h>
 
 #include "provider.h"
+#include "vector_harness.h"
 
 static const char *vdir;
-
-static json_t *load(const char *name) {
-  char path[1024];
-  json_error_t e;
-  snprintf(path, sizeof path, "%s/%s", vdir, name);
-  json_t *doc = json_load_file(path, 0, &e);
-  if (!doc) print_error("%s:%d: %s\n", path, e.line, e.text);
-  assert_non_null(doc);
-  return doc;
-}
 
 static const char *str(const json_t *o, const char *key) {
   const char *s = json_string_value(json_object_get(o, key));
@@ -102,10 +93,7 @@ static void check_response(const json_t *c) {
   json_t *doc = json_loadb(got, gn, 0, NULL);
   if (!doc) fail_msg("%s: not JSON: %.*s", name, (int)gn, got);
   const json_t *want = json_object_get(c, "out");
-  if (want && !json_equal(doc, (json_t *)want)) {
-    char *s = json_dumps(doc, JSON_COMPACT);
-    fail_msg("%s: %s", name, s);
-  }
+  if (want) vh_assert_json_equal((json_t *)want, doc, name);
   json_decref(doc);
   assert_int_equal(u.seen, 1);
   assert_int_equal(u.prompt_tokens, json_integer_value(json_object_get(c, "usage")));
@@ -115,7 +103,8 @@ static void check_response(const json_t *c) {
     buf_t b = {0};
     assert_int_equal(prov_embeddings_base64(got, gn, &b), 0);
     json_t *bd = json_loadb(b.data, b.len, 0, NULL);
-    if (!json_equal(bd, (json_t *)b64)) fail_msg("%s: base64 %.*s", name, (int)b.len, b.data);
+    if (!bd) fail_msg("%s: base64 output is not JSON: %.*s", name, (int)b.len, b.data);
+    vh_assert_json_equal((json_t *)b64, bd, name);
     json_decref(bd);
     buf_free(&b);
   }
@@ -123,7 +112,7 @@ static void check_response(const json_t *c) {
 }
 
 static void run_all(const char *file, void (*fn)(const json_t *)) {
-  json_t *cases = load(file), *c;
+  json_t *cases = vh_load_json(vdir, file), *c;
   size_t i;
   assert_true(json_array_size(cases) > 0);
   json_array_foreach(cases, i, c) fn(c);

@@ -12,7 +12,6 @@
  * Anthropic adapters decodes through prov_vertex exactly as through its own adapter, and
  * every Gemini error vector / Anthropic-shaped Anthropic error vector classifies the same.
  * VERTEX_REGEN=1 rewrites the vertex .out files (review the diff before keeping). */
-#include <dirent.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,6 +25,7 @@
 
 #include "gemini.h"
 #include "vertex.h"
+#include "vector_harness.h"
 
 #define CREATED 1735000000u
 
@@ -34,95 +34,12 @@ void prov_anthropic_set_clock(int64_t now_s); /* test hook in anthropic.c */
 static const char *vdir, *gdir, *adir; /* vectors of vertex, gemini, anthropic */
 static int regen;
 
-/* ---- files --------------------------------------------------------------------------- */
-
-static char *slurp(const char *dir, const char *rel, size_t *len) {
-  char path[1024];
-  snprintf(path, sizeof path, "%s/%s", dir, rel);
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  buf_t b = {0};
-  char tmp[4096];
-  size_t n;
-  while ((n = fread(tmp, 1, sizeof tmp, f)) > 0) assert_int_equal(buf_append(&b, tmp, n), 0);
-  fclose(f);
-  if (len) *len = b.len;
-  if (!buf_cstr(&b)) fail();
-  return b.data;
-}
-
-static void spill(const char *rel, const char *data, size_t len) {
-  char path[1024];
-  snprintf(path, sizeof path, "%s/%s", vdir, rel);
-  FILE *f = fopen(path, "wb");
-  assert_non_null(f);
-  assert_int_equal(fwrite(data, 1, len, f), len);
-  fclose(f);
-}
-
-static void spill_json(const char *rel, json_t *j) {
-  char *s = json_dumps(j, JSON_INDENT(1) | JSON_ENSURE_ASCII);
-  buf_t b = {0};
-  buf_printf(&b, "%s\n", s);
-  spill(rel, b.data, b.len);
-  free(s);
-  buf_free(&b);
-}
-
-static json_t *load_json(const char *dir, const char *rel) {
-  size_t len;
-  char *s = slurp(dir, rel, &len);
-  if (!s) print_error("missing vector %s/%s\n", dir, rel);
-  assert_non_null(s);
-  json_t *j = json_loadb(s, len, 0, NULL);
-  free(s);
-  assert_non_null(j);
-  return j;
-}
-
-/* Sorted names in dir/sub ending in suffix, suffix stripped; returns the count. */
-static int list(const char *dir, const char *sub, const char *suffix, char names[][128], int max) {
-  char path[1024];
-  struct dirent **ents;
-  snprintf(path, sizeof path, "%s/%s", dir, sub);
-  int n = scandir(path, &ents, NULL, alphasort), k = 0;
-  assert_true(n >= 0);
-  for (int i = 0; i < n; i++) {
-    size_t l = strlen(ents[i]->d_name), sl = strlen(suffix);
-    if (l > sl && !strcmp(ents[i]->d_name + l - sl, suffix) && k < max)
-      snprintf(names[k++], 128, "%.*s", (int)(l - sl < 127 ? l - sl : 127), ents[i]->d_name);
-    free(ents[i]);
-  }
-  free(ents);
-  return k;
-}
-
-static void assert_json_same(json_t *want, json_t *got, const char *what) {
-  if (json_equal(want, got)) return;
-  char *a = json_dumps(want, JSON_COMPACT), *b = json_dumps(got, JSON_COMPACT);
-  print_error("%s:\n want %s\n got  %s\n", what, a, b);
-  free(a);
-  free(b);
-  fail();
-}
-
 static void set_clocks(void) {
   prov_gemini_set_clock(CREATED);
   prov_anthropic_set_clock(CREATED);
 }
 
 /* ---- requests ------------------------------------------------------------------------ */
-
-static json_t *headers_json(prov_request *r) {
-  json_t *a = json_array();
-  size_t off = 0;
-  for (int i = 0; i < r->nheaders; i++) {
-    const char *h = r->headers.data + off;
-    json_array_append_new(a, json_string(h));
-    off += strlen(h) + 1;
-  }
-  return a;
-}
 
 static const char *tstr(json_t *t, const char *k) {
   const char *s = json_string_value(json_object_get(t, k));
@@ -148,7 +65,7 @@ static void check_reuse(const prov_target *t, const prov_canon *c, prov_request 
     json_object_del(want, "model");
     json_object_set_new(want, "anthropic_version",
                         json_string(*t->api_version ? t->api_version : VERTEX_ANTHROPIC_VERSION));
-    assert_json_same(want, got, "anthropic body reuse");
+    vh_assert_json_equal(want, got, "anthropic body reuse");
     const char *first = "{\"anthropic_version\":";
     assert_memory_equal(vx->body.data, first, strlen(first));
     json_decref(want);
@@ -156,7 +73,7 @@ static void check_reuse(const prov_target *t, const prov_canon *c, prov_request 
   }
   prov_request_free(&r);
   /* never the direct-API credentials headers */
-  json_t *h = headers_json(vx);
+  json_t *h = vh_prov_headers_json(vx);
   size_t i;
   json_t *v;
   json_array_foreach(h, i, v) {
@@ -196,7 +113,7 @@ static json_t *run_request(json_t *vec) {
     check_reuse(&t, &c, &r);
     json_t *body_json = json_loadb(r.body.data, r.body.len, 0, NULL);
     assert_non_null(body_json);
-    out = json_pack("{s:s,s:o,s:o}", "url", buf_cstr(&r.url), "headers", headers_json(&r),
+    out = json_pack("{s:s,s:o,s:o}", "url", buf_cstr(&r.url), "headers", vh_prov_headers_json(&r),
                     "body", body_json);
   }
   prov_request_free(&r);
@@ -204,25 +121,18 @@ static json_t *run_request(json_t *vec) {
   return out;
 }
 
+static json_t *request_case(const char *name, const char *in, size_t len, void *ctx) {
+  (void)ctx;
+  json_t *vec = json_loadb(in, len, 0, NULL);
+  if (!vec) fail_msg("%s: vector is not JSON", name);
+  json_t *got = run_request(vec);
+  json_decref(vec);
+  return got;
+}
+
 static void test_requests(void **st) {
   (void)st;
-  static char names[64][128];
-  int n = list(vdir, "requests", ".in.json", names, 64);
-  assert_true(n >= 12);
-  for (int i = 0; i < n; i++) {
-    char in[512], outp[512];
-    snprintf(in, sizeof in, "requests/%.127s.in.json", names[i]);
-    snprintf(outp, sizeof outp, "requests/%.127s.out.json", names[i]);
-    json_t *vec = load_json(vdir, in);
-    json_t *got = run_request(vec);
-    if (regen) spill_json(outp, got);
-    json_t *want = load_json(vdir, outp);
-    assert_json_same(want, got, names[i]);
-    assert_int_equal(!strncmp(names[i], "reject_", 7), json_object_get(got, "error") != NULL);
-    json_decref(want);
-    json_decref(got);
-    json_decref(vec);
-  }
+  assert_true(vh_json_cases(vdir, "requests", regen, request_case, vh_prov_reject_named, NULL) >= 12);
 }
 
 static void test_registry(void **st) {
@@ -236,60 +146,44 @@ static void test_registry(void **st) {
 
 /* ---- responses ----------------------------------------------------------------------- */
 
-static int usage_eq(const prov_usage *a, const prov_usage *b) {
-  return a->prompt_tokens == b->prompt_tokens && a->completion_tokens == b->completion_tokens &&
-         a->cached_tokens == b->cached_tokens && a->cache_write_tokens == b->cache_write_tokens &&
-         a->seen == b->seen;
-}
-
 static int decode(const provider_ops *ops, const char *body, size_t len, buf_t *out,
                   prov_usage *u) {
   set_clocks();
   return ops->decode_response(body, len, "my-model", out, u);
 }
 
+static json_t *response_case(const char *name, const char *body, size_t len, void *ctx) {
+  (void)ctx;
+  buf_t out = {0};
+  prov_usage u = {0};
+  assert_int_equal(decode(&prov_vertex, body, len, &out, &u), 0);
+  assert_true(u.seen);
+  json_t *got = json_loadb(out.data, out.len, 0, NULL);
+  if (!got) fail_msg("%s: output is not JSON", name);
+  buf_free(&out);
+  return got;
+}
+
 static void test_responses(void **st) {
   (void)st;
-  static char names[16][128];
-  int n = list(vdir, "responses", ".in.json", names, 16);
-  assert_true(n >= 2);
-  for (int i = 0; i < n; i++) {
-    char in[512], outp[512];
-    size_t len;
-    snprintf(in, sizeof in, "responses/%.127s.in.json", names[i]);
-    snprintf(outp, sizeof outp, "responses/%.127s.out.json", names[i]);
-    char *body = slurp(vdir, in, &len);
-    buf_t out = {0};
-    prov_usage u = {0};
-    assert_int_equal(decode(&prov_vertex, body, len, &out, &u), 0);
-    assert_true(u.seen);
-    json_t *got = json_loadb(out.data, out.len, 0, NULL);
-    assert_non_null(got);
-    if (regen) spill_json(outp, got);
-    json_t *want = load_json(vdir, outp);
-    assert_json_same(want, got, names[i]);
-    json_decref(want);
-    json_decref(got);
-    buf_free(&out);
-    free(body);
-  }
+  assert_true(vh_json_cases(vdir, "responses", regen, response_case, NULL, NULL) >= 2);
 }
 
 /* Every response vector of a family decodes through prov_vertex byte for byte the same. */
 static void same_decoding(const char *dir, const provider_ops *family) {
-  static char names[64][128];
-  int n = list(dir, "responses", ".in.json", names, 64);
+  char **names;
+  int n = (int)vh_list_cases(dir, "responses", ".in.json", &names);
   assert_true(n >= 5);
   for (int i = 0; i < n; i++) {
     char in[512];
     size_t len;
     snprintf(in, sizeof in, "responses/%.127s.in.json", names[i]);
-    char *body = slurp(dir, in, &len);
+    char *body = vh_read_file(dir, in, &len);
     buf_t a = {0}, b = {0};
     prov_usage ua = {0}, ub = {0};
     int ra = decode(family, body, len, &a, &ua), rb = decode(&prov_vertex, body, len, &b, &ub);
     if (ra != rb || a.len != b.len || (a.len && memcmp(a.data, b.data, a.len)) ||
-        !usage_eq(&ua, &ub)) {
+        !vh_prov_usage_equal(&ua, &ub)) {
       print_error("%s/%s: prov_vertex decodes differently from %s\n", dir, names[i], family->name);
       fail();
     }
@@ -297,6 +191,7 @@ static void same_decoding(const char *dir, const provider_ops *family) {
     buf_free(&b);
     free(body);
   }
+  vh_free_names(names, (size_t)n);
 }
 
 static void test_responses_delegate(void **st) {
@@ -307,114 +202,75 @@ static void test_responses_delegate(void **st) {
 
 /* ---- streams ------------------------------------------------------------------------- */
 
-typedef struct run_result {
-  buf_t out;      /* canonical bytes */
-  int rc;         /* final: PS_DONE / PS_ERROR / PS_GARBAGE */
-  prov_error cls; /* from stream_feed */
-  prov_usage u;   /* usage as filled */
-} run_result;
-
-/* Feeds s[0..n) in pieces of `step` bytes (0 = cut at `at` into two pieces). */
-static void run_stream(const provider_ops *ops, const char *s, size_t n, int include_usage,
-                       size_t step, size_t at, run_result *r) {
-  prov_canon c = {"{}", 2, 1, include_usage};
-  memset(r, 0, sizeof *r);
-  set_clocks();
-  prov_stream *ps = ops->stream_new(&c, "my-model");
-  assert_non_null(ps);
-  int rc = PS_MORE;
-  if (step) {
-    for (size_t off = 0; rc == PS_MORE && off < n; off += step)
-      rc = ops->stream_feed(ps, s + off, n - off < step ? n - off : step, &r->out, &r->u, &r->cls);
-  } else {
-    rc = ops->stream_feed(ps, s, at, &r->out, &r->u, &r->cls);
-    if (rc == PS_MORE) rc = ops->stream_feed(ps, s + at, n - at, &r->out, &r->u, &r->cls);
-  }
-  if (rc == PS_MORE) rc = ops->stream_end(ps, &r->out, &r->u);
-  r->rc = rc;
-  ops->stream_free(ps);
-}
-
-static int same_result(const run_result *a, const run_result *b) {
-  return a->out.len == b->out.len && (!a->out.len || !memcmp(a->out.data, b->out.data, a->out.len)) &&
-         a->rc == b->rc && a->cls == b->cls && usage_eq(&a->u, &b->u);
+/* A finished run of s through ops (all the adapters' clocks pinned, "my-model"). */
+static vh_prov_run *run_stream(const provider_ops *ops, const char *s, size_t n, int include_usage,
+                               size_t step) {
+  const vh_prov_ctx ctx = {.ops = ops, .model = "my-model", .include_usage = include_usage,
+                           .before = set_clocks};
+  return step ? vh_feed_steps(&vh_prov_feed, (void *)&ctx, s, n, step)
+              : vh_feed_whole(&vh_prov_feed, (void *)&ctx, s, n);
 }
 
 /* prov_vertex on s: whole, split in two at every byte and byte by byte, all identical. */
-static void vertex_every_split(const char *s, size_t n, int inc, run_result *whole,
-                               const char *name) {
-  run_result part;
-  run_stream(&prov_vertex, s, n, inc, n ? n : 1, 0, whole);
-  for (size_t at = 0; at <= n; at++) {
-    run_stream(&prov_vertex, s, n, inc, 0, at, &part);
-    if (!same_result(whole, &part)) {
-      print_error("%s: split at %zu differs from the whole feed\n", name, at);
-      fail();
-    }
-    buf_free(&part.out);
-  }
-  run_stream(&prov_vertex, s, n, inc, 1, 0, &part);
-  if (!same_result(whole, &part)) {
-    print_error("%s: byte-by-byte feed differs from the whole feed\n", name);
-    fail();
-  }
-  buf_free(&part.out);
+static vh_prov_run *vertex_every_split(const char *s, size_t n, int inc, const char *name) {
+  const vh_prov_ctx ctx = {.ops = &prov_vertex, .model = "my-model", .include_usage = inc,
+                           .before = set_clocks};
+  vh_prov_run *whole = vh_feed_whole(&vh_prov_feed, (void *)&ctx, s, n);
+  vh_feed_splits(&vh_prov_feed, (void *)&ctx, s, n, whole, name);
+  return whole;
 }
 
 static void test_streams(void **st) {
   (void)st;
-  static char names[16][128];
-  int n = list(vdir, "streams", ".in.sse", names, 16);
+  char **names;
+  int n = (int)vh_list_cases(vdir, "streams", ".in.sse", &names);
   assert_true(n >= 2);
   for (int i = 0; i < n; i++) {
     char in[512], outp[512];
     size_t len, wlen;
     snprintf(in, sizeof in, "streams/%.127s.in.sse", names[i]);
     snprintf(outp, sizeof outp, "streams/%.127s.out.sse", names[i]);
-    char *s = slurp(vdir, in, &len);
-    run_result whole;
-    vertex_every_split(s, len, 1, &whole, names[i]);
-    assert_int_equal(whole.rc, PS_DONE);
-    assert_true(whole.u.seen);
-    if (regen) spill(outp, whole.out.data, whole.out.len);
-    char *want = slurp(vdir, outp, &wlen);
+    char *s = vh_read_file(vdir, in, &len);
+    assert_non_null(s);
+    vh_prov_run *whole = vertex_every_split(s, len, 1, names[i]);
+    assert_int_equal(whole->rc, PS_DONE);
+    assert_true(whole->u.seen);
+    if (regen) vh_write_file(vdir, outp, whole->out.data, whole->out.len);
+    char *want = vh_read_file(vdir, outp, &wlen);
     assert_non_null(want);
-    if (wlen != whole.out.len || memcmp(want, whole.out.data, wlen)) {
-      print_error("%s: output differs\nwant:\n%s\ngot:\n%.*s\n", names[i], want,
-                  (int)whole.out.len, whole.out.data);
-      fail();
-    }
-    buf_free(&whole.out);
+    vh_assert_bytes_equal(want, wlen, whole->out.data, whole->out.len, names[i]);
+    vh_prov_feed.free(whole);
     free(want);
     free(s);
   }
+  vh_free_names(names, (size_t)n);
 }
 
 /* Every stream vector of a family (valid, cut, in-band errors, garbage) decodes through
  * prov_vertex as through the family's adapter, at every split. */
 static void same_streams(const char *dir, const provider_ops *family) {
-  static char names[64][128];
-  int n = list(dir, "streams", ".in.sse", names, 64);
+  char **names;
+  int n = (int)vh_list_cases(dir, "streams", ".in.sse", &names);
   assert_true(n >= 5);
   for (int i = 0; i < n; i++) {
     char in[512];
     size_t len;
     snprintf(in, sizeof in, "streams/%.127s.in.sse", names[i]);
-    char *s = slurp(dir, in, &len);
+    char *s = vh_read_file(dir, in, &len);
     for (int inc = 0; inc < 2; inc++) {
-      run_result want, got;
-      run_stream(family, s, len, inc, len ? len : 1, 0, &want);
-      vertex_every_split(s, len, inc, &got, names[i]);
-      if (!same_result(&want, &got)) {
+      vh_prov_run *want = run_stream(family, s, len, inc, 0);
+      vh_prov_run *got = vertex_every_split(s, len, inc, names[i]);
+      if (!vh_prov_feed.same(want, got)) {
         print_error("%s/streams/%s (include_usage %d): prov_vertex rc %d, %s rc %d\n", dir,
-                    names[i], inc, got.rc, family->name, want.rc);
+                    names[i], inc, got->rc, family->name, want->rc);
         fail();
       }
-      buf_free(&want.out);
-      buf_free(&got.out);
+      vh_prov_feed.free(want);
+      vh_prov_feed.free(got);
     }
     free(s);
   }
+  vh_free_names(names, (size_t)n);
 }
 
 static void test_streams_delegate(void **st) {
@@ -425,32 +281,25 @@ static void test_streams_delegate(void **st) {
 
 static void test_stream_edges(void **st) {
   (void)st;
-  run_result r;
+  vh_prov_run *r;
   /* nothing at all: cut */
-  run_stream(&prov_vertex, "", 0, 0, 1, 0, &r);
-  assert_int_equal(r.rc, PS_GARBAGE);
-  buf_free(&r.out);
+  r = run_stream(&prov_vertex, "", 0, 0, 1);
+  assert_int_equal(r->rc, PS_GARBAGE);
+  vh_prov_feed.free(r);
   /* only comments and blank lines, then EOF */
   const char *c = ": keep-alive\n\n: again\n";
-  run_stream(&prov_vertex, c, strlen(c), 0, 1, 0, &r);
-  assert_int_equal(r.rc, PS_GARBAGE);
-  buf_free(&r.out);
+  r = run_stream(&prov_vertex, c, strlen(c), 0, 1);
+  assert_int_equal(r->rc, PS_GARBAGE);
+  vh_prov_feed.free(r);
   /* an Anthropic stream that is all one unterminated line at EOF is still Anthropic */
   const char *a = "event: message_start";
-  run_stream(&prov_vertex, a, strlen(a), 0, 3, 0, &r);
-  assert_int_equal(r.rc, PS_GARBAGE);
-  assert_int_equal(r.out.len, 0);
-  buf_free(&r.out);
+  r = run_stream(&prov_vertex, a, strlen(a), 0, 3);
+  assert_int_equal(r->rc, PS_GARBAGE);
+  assert_int_equal(r->out.len, 0);
+  vh_prov_feed.free(r);
 }
 
 /* ---- errors -------------------------------------------------------------------------- */
-
-static prov_error class_named(const char *s) {
-  for (int e = 0; e < PE__COUNT; e++)
-    if (!strcmp(prov_error_name((prov_error)e), s)) return (prov_error)e;
-  fail_msg("unknown class %s", s);
-  return PE_NONE;
-}
 
 /* Body of an error vector: a string as is, JSON re-serialised, null = none. */
 static char *error_body(json_t *b) {
@@ -460,7 +309,7 @@ static char *error_body(json_t *b) {
 
 static void test_errors(void **st) {
   (void)st;
-  json_t *cases = load_json(vdir, "errors.json"), *cs;
+  json_t *cases = vh_load_json(vdir, "errors.json"), *cs;
   size_t i;
   assert_true(json_array_size(cases) >= 8);
   json_array_foreach(cases, i, cs) {
@@ -469,7 +318,7 @@ static void test_errors(void **st) {
     prov_error e = prov_vertex.classify_error((int)json_integer_value(json_object_get(cs, "status")),
                                               body, body ? strlen(body) : 0, &retry);
     const char *want = json_string_value(json_object_get(cs, "class"));
-    if (e != class_named(want)) fail_msg("errors.json[%zu]: %s, want %s", i, prov_error_name(e), want);
+    if (e != vh_prov_class_named(want)) fail_msg("errors.json[%zu]: %s, want %s", i, prov_error_name(e), want);
     json_t *ra = json_object_get(cs, "retry_after_ms");
     assert_int_equal(retry, ra ? (uint64_t)json_integer_value(ra) : UINT64_MAX);
     free(body);
@@ -481,7 +330,7 @@ static void test_errors(void **st) {
  * or HTML body cannot tell the family and is classified as google.rpc.Status). */
 static void test_errors_delegate(void **st) {
   (void)st;
-  json_t *g = load_json(gdir, "errors.json"), *a = load_json(adir, "classify.json"), *cs;
+  json_t *g = vh_load_json(gdir, "errors.json"), *a = vh_load_json(adir, "classify.json"), *cs;
   size_t i, checked = 0;
   json_array_foreach(g, i, cs) {
     char *body = error_body(json_object_get(cs, "body"));
@@ -518,7 +367,7 @@ int main(int argc, char **argv) {
   vdir = argv[1];
   gdir = argv[2];
   adir = argv[3];
-  regen = getenv("VERTEX_REGEN") && *getenv("VERTEX_REGEN") == '1';
+  regen = vh_regen_enabled("VERTEX_REGEN");
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_registry),         cmocka_unit_test(test_requests),
       cmocka_unit_test(test_responses),        cmocka_unit_test(test_responses_delegate),

@@ -1,0 +1,23 @@
+/* prov_json.c — small jansson and error helpers (see prov_json.h). */
+#include "prov_json.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+json_t *prov_field(json_t *o, const char *key) {
+  json_t *v = json_object_get(o, key);
+  return json_is_null(v) ? NULL : v;
+}
+
+const char *prov_str_field(json_t *o, const char *key) {
+  return json_string_value(json_object_get(o, key));
+}
+
+int prov_reject(char *err, size_t errlen, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  if (err && errlen) vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+  return -EINVAL;
+}

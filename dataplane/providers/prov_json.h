@@ -1,0 +1,17 @@
+/* prov_json.h — small jansson and error helpers the request translators share. */
+#ifndef LLMESH_PROV_JSON_H
+#define LLMESH_PROV_JSON_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+/* o[key], with JSON null counted as absent (NULL). */
+json_t *prov_field(json_t *o, const char *key);
+/* o[key] when it is a string, else NULL. */
+const char *prov_str_field(json_t *o, const char *key);
+/* Formats a client-facing message into err (errlen bytes, NUL included; nothing when err is
+ * NULL or errlen 0). Returns -EINVAL, so a translator can `return prov_reject(...)`. */
+int prov_reject(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif
