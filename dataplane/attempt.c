@@ -243,6 +243,11 @@ static int adapter_build(chat *c, const snap_dep *d) {
   int rc = d->ops->build_request(&t, &canon, &c->preq, c->bad_request, sizeof c->bad_request);
   if (rc == -EINVAL) return ATTEMPT_UNEXPRESSIBLE;
   if (rc || !buf_cstr(&c->preq.url) || preq_headers(c)) return -1;
+  if (c->preq.dropped[0]) { /* fields this provider cannot honour: never silently */
+    LOG_WARN(c->rid, "fields_dropped", LF_S("deployment", d->name), LF_S("provider", d->ops->name),
+             LF_S("fields", c->preq.dropped));
+    d->stats->fields_dropped++;
+  }
   if (c->ri.stream) {
     if (!(c->ps = d->ops->stream_new(&canon, d->upstream_model))) return -1;
     c->ps_ops = d->ops;

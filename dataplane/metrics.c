@@ -174,6 +174,17 @@ int metrics_render(buf_t *o, const metrics_gauges *g) {
     }
   }
 
+  rc |= buf_printf(o, "# HELP llmesh_fields_dropped_total Attempts whose adapter dropped request "
+                      "fields the provider cannot honour.\n"
+                      "# TYPE llmesh_fields_dropped_total counter\n");
+  for (int i = 0; i < dep_n; i++) {
+    metrics_dep *d = dep_list[i];
+    if (!d->fields_dropped) continue;
+    rc |= buf_printf(o, "llmesh_fields_dropped_total{deployment=\"");
+    rc |= put_label(o, d->name);
+    rc |= buf_printf(o, "\"} %llu\n", (unsigned long long)d->fields_dropped);
+  }
+
   rc |= buf_printf(o, "# HELP llmesh_tokens_total Tokens reported by upstream usage.\n"
                       "# TYPE llmesh_tokens_total counter\n");
   for (int i = 0; i < dep_n; i++) {

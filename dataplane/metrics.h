@@ -40,6 +40,7 @@ typedef struct metrics_dep {
   uint64_t prompt_tokens;          /* from usage */
   uint64_t completion_tokens;
   uint64_t failovers;              /* attempts here that led to trying another */
+  uint64_t fields_dropped;         /* attempts whose adapter dropped request fields */
   hist_t latency;                  /* time to response headers, ms */
   metrics_reason reasons[METRICS_MAX_REASONS]; /* failovers by reason */
   int nreasons;

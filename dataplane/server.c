@@ -185,7 +185,7 @@ static void handle_messages(hs_request *req, const char *rid) {
                ri.model);
       messages_error(req, rid, 404, msg);
     } else {
-      if (ai.dropped[0]) LOG_DEBUG(rid, "ingress_dropped", LF_S("fields", ai.dropped));
+      if (ai.dropped[0]) LOG_WARN(rid, "ingress_dropped", LF_S("fields", ai.dropped));
       req_info nri; /* the client's body as is: Anthropic deployments get it, model rewritten */
       int native = req_parse(req->body, req->body_len, &nri) == REQ_OK;
       chat_opts o = {.op = CHAT_OP_COMPLETIONS, .egress = EGRESS_ANTHROPIC, .canon = &canon,

@@ -58,6 +58,8 @@
  * |   top_logprobs                  |                                             | carry logprobs: null  |
  * | metadata, store, service_tier,  | –                                           | dropped (OpenAI-side  |
  * |   prediction, modalities, audio |                                             | features)             |
+ * Dropped fields present in a request are listed in prov_request.dropped and logged by the
+ * worker as a `fields_dropped` warning (and counted in llmesh_fields_dropped_total).
  *
  * Default max_tokens (no client limit): 8192 for the claude-3-5, claude-3-7,
  * claude-{sonnet,haiku,opus}-4 families (their documented output limit is ≥ 8192),
@@ -597,6 +599,12 @@ static int request_headers(const prov_target *t, const prov_canon *c, prov_reque
   return 0;
 }
 
+/* The table's "dropped" rows that the request actually carries (prov_request.dropped). */
+static const char *const anth_dropped[] = {
+    "reasoning_effort", "seed", "presence_penalty", "frequency_penalty", "logit_bias",
+    "logprobs", "top_logprobs", "metadata", "store", "service_tier", "prediction",
+    "modalities", "audio", NULL};
+
 static int anth_build_request(const prov_target *t, const prov_canon *c, prov_request *out,
                               char *err, size_t errlen) {
   req_ctx x = {.err = err, .errlen = errlen, .sys = json_array()};
@@ -608,6 +616,7 @@ static int anth_build_request(const prov_target *t, const prov_canon *c, prov_re
   else rc = body_convert(&x, t, c, in, body);
   if (!rc && x.oom) rc = -ENOMEM;
   if (!rc) {
+    prov_drop_present(out, in, anth_dropped);
     char *s = json_dumps(body, ANTH_DUMP_FLAGS);
     if (!s || buf_append(&out->body, s, strlen(s)) || request_url(t, &out->url) ||
         request_headers(t, c, out))

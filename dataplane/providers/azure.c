@@ -27,7 +27,9 @@
  *                the usage-only chunk is dropped again for clients that did not ask for it
  *                (their chunks still carry "usage":null, which OpenAI clients ignore).
  *   Everything else (tools, response_format, logprobs, n, ...) passes through: Azure speaks
- *   the same dialect and answers 400 for what a deployment does not support.
+ *   the same dialect and answers 400 for what a deployment does not support. Nothing is
+ *   dropped, so prov_request.dropped stays "" (other adapters' dropped fields are logged by
+ *   the worker as a `fields_dropped` warning).
  *
  * Whole answers: the chat.completion as Azure sent it, with `model` set to the name the
  *   caller reports (Azure puts the underlying model version there). prompt_filter_results and

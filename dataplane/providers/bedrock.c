@@ -72,6 +72,8 @@
  * stream                    selects /converse-stream
  * stream_options            handled by the stream decoder (include_usage); not sent
  * JSON null for any field   same as absent
+ * Dropped fields present in a request are listed in prov_request.dropped and logged by the
+ * worker as a `fields_dropped` warning (and counted in llmesh_fields_dropped_total).
  * Not done: a conversation whose first kept message is from the assistant is sent as is
  * (Converse answers 400, relayed); toolUseIds that break Bedrock's [a-zA-Z0-9_-]{1,64} are
  * not rewritten; documents (file parts) and cachePoint blocks are not mapped. */
@@ -606,6 +608,13 @@ static int build_headers(br_build *b, const prov_target *t, br_url *u, const cha
 
 /* ---- build_request ------------------------------------------------------------------- */
 
+/* The table's "dropped" rows that the request actually carries (prov_request.dropped). */
+static const char *const bedrock_dropped[] = {
+    "parallel_tool_calls", "top_k", "seed", "presence_penalty", "frequency_penalty",
+    "logit_bias", "logprobs", "top_logprobs", "reasoning_effort", "user", "safety_identifier",
+    "metadata", "store", "service_tier", "modalities", "audio", "prediction",
+    "web_search_options", "prompt_cache_key", NULL};
+
 static int bedrock_build_request(const prov_target *t, const prov_canon *c, prov_request *out,
                                  char *err, size_t errlen) {
   br_build b = {json_array(), json_array(), json_object(), 0, err, errlen};
@@ -619,6 +628,7 @@ static int bedrock_build_request(const prov_target *t, const prov_canon *c, prov
     goto done;
   }
   if ((rc = build_url(&b, t, c->stream, out, &u)) || (rc = translate(&b, req, body))) goto done;
+  prov_drop_present(out, req, bedrock_dropped);
   rc = -ENOMEM;
   if (!(s = json_dumps(body, BEDROCK_DUMP_FLAGS))) goto done;
   size_t blen = strlen(s);

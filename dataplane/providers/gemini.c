@@ -70,6 +70,8 @@
  * web_search_options, safety_identifier, prompt_cache_key
  *                           dropped (no Gemini equivalent; not needed for an answer)
  * JSON null for any field   same as absent
+ * Dropped fields present in a request are listed in prov_request.dropped and logged by the
+ * worker as a `fields_dropped` warning (and counted in llmesh_fields_dropped_total).
  * Not done: thought signatures are only round-tripped through extra_content (clients that
  * drop unknown fields lose them → Gemini 3 tool turns fail 400); a functionCall turn that
  * does not follow a user turn is sent as is (Gemini may 400). */
@@ -585,6 +587,12 @@ static int translate(gm_build *b, json_t *req, const prov_canon *c, json_t *body
   return translate_config(b, req, c, body);
 }
 
+/* The table's "dropped" rows that the request actually carries (prov_request.dropped). */
+static const char *const gemini_dropped[] = {
+    "parallel_tool_calls", "logprobs", "top_logprobs", "logit_bias", "reasoning_effort", "user",
+    "metadata", "store", "service_tier", "modalities", "audio", "prediction",
+    "web_search_options", "safety_identifier", "prompt_cache_key", NULL};
+
 static int gemini_build_request(const prov_target *t, const prov_canon *c, prov_request *out,
                                 char *err, size_t errlen) {
   gm_build b = {json_array(), json_array(), json_object(), err, errlen};
@@ -598,6 +606,7 @@ static int gemini_build_request(const prov_target *t, const prov_canon *c, prov_
   if ((rc = build_url(&b, t, c->stream, &out->url)) || (rc = build_headers(&b, t, out)) ||
       (rc = translate(&b, req, c, body)))
     goto done;
+  prov_drop_present(out, req, gemini_dropped);
   char *s = json_dumps(body, GEMINI_DUMP_FLAGS);
   rc = !s || buf_append(&out->body, s, strlen(s)) ? -ENOMEM : 0;
   free(s);

@@ -54,6 +54,8 @@
  * prompt_cache_key, web_search_options
  *                           dropped (no Ollama equivalent; not needed for an answer)
  * JSON null for any field   same as absent
+ * Dropped fields present in a request are listed in prov_request.dropped and logged by the
+ * worker as a `fields_dropped` warning (and counted in llmesh_fields_dropped_total).
  * Not sent: keep_alive, options.num_ctx (server defaults apply: over-long prompts are
  * truncated by Ollama, not rejected). Numbers are re-serialised by jansson (exact, up to
  * 17 significant digits). */
@@ -404,6 +406,12 @@ static int translate(ol_build *b, const prov_target *t, json_t *req, const prov_
   return translate_options(b, req, body);
 }
 
+/* The table's "dropped" rows that the request actually carries (prov_request.dropped). */
+static const char *const ollama_dropped[] = {
+    "parallel_tool_calls", "reasoning_effort", "logprobs", "top_logprobs", "logit_bias", "user",
+    "metadata", "store", "service_tier", "modalities", "audio", "prediction",
+    "safety_identifier", "prompt_cache_key", "web_search_options", NULL};
+
 static int ollama_build_request(const prov_target *t, const prov_canon *c, prov_request *out,
                                 char *err, size_t errlen) {
   ol_build b = {json_array(), json_object(), err, errlen};
@@ -417,6 +425,7 @@ static int ollama_build_request(const prov_target *t, const prov_canon *c, prov_
   if ((rc = build_url(&b, t, &out->url)) || (rc = build_headers(&b, t, out)) ||
       (rc = translate(&b, t, req, c, body)))
     goto done;
+  prov_drop_present(out, req, ollama_dropped);
   char *s = json_dumps(body, OLLAMA_DUMP_FLAGS);
   rc = !s || buf_append(&out->body, s, strlen(s)) ? -ENOMEM : 0;
   free(s);

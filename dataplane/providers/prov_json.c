@@ -14,6 +14,13 @@ const char *prov_str_field(json_t *o, const char *key) {
   return json_string_value(json_object_get(o, key));
 }
 
+void prov_drop_present(prov_request *r, json_t *req, const char *const *keys) {
+  for (; *keys; keys++) {
+    json_t *v = prov_field(req, *keys);
+    if (v && !json_is_false(v)) prov_request_dropped(r, *keys);
+  }
+}
+
 int prov_reject(char *err, size_t errlen, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);

@@ -5,6 +5,8 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "provider.h"
+
 /* o[key], with JSON null counted as absent (NULL). */
 json_t *prov_field(json_t *o, const char *key);
 /* o[key] when it is a string, else NULL. */
@@ -13,5 +15,9 @@ const char *prov_str_field(json_t *o, const char *key);
  * NULL or errlen 0). Returns -EINVAL, so a translator can `return prov_reject(...)`. */
 int prov_reject(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* For each name in keys (NULL-terminated) whose value in req is present and not null or
+ * false, prov_request_dropped(r, name): the adapter's documented dropped fields. */
+void prov_drop_present(prov_request *r, json_t *req, const char *const *keys);
 
 #endif

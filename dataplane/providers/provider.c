@@ -28,6 +28,23 @@ void prov_request_free(prov_request *r) {
   buf_free(&r->headers);
   buf_free(&r->body);
   r->nheaders = 0;
+  r->dropped[0] = '\0';
+}
+
+void prov_request_dropped(prov_request *r, const char *field) {
+  size_t have = strnlen(r->dropped, sizeof r->dropped), n = strlen(field);
+  if (!n) return;
+  if (have == sizeof r->dropped) r->dropped[0] = '\0', have = 0; /* never terminated */
+  for (const char *p = r->dropped; *p;) { /* already listed? */
+    size_t len = strcspn(p, ",");
+    if (len == n && !memcmp(p, field, n)) return;
+    p += len + (p[len] == ',');
+  }
+  size_t need = n + (have ? 1 : 0);
+  if (have + need >= sizeof r->dropped) return; /* does not fit whole */
+  if (have) r->dropped[have++] = ',';
+  memcpy(r->dropped + have, field, n);
+  r->dropped[have + n] = '\0';
 }
 
 int prov_request_header(prov_request *r, const char *name, const char *value) {

@@ -66,10 +66,16 @@ typedef struct prov_request {
   buf_t headers;  /* "Name: value\0Name: value\0" — each NUL-terminated, for curl_slist */
   int nheaders;   /* entries in headers */
   buf_t body;     /* request body */
+  char dropped[256]; /* comma-separated top-level request fields the adapter dropped
+                      * (present in the request, no upstream slot); "" when none. Logged
+                      * by the caller as `fields_dropped`. */
 } prov_request;
 
 void prov_request_free(prov_request *r);
 int prov_request_header(prov_request *r, const char *name, const char *value); /* appends one */
+/* Appends field to r->dropped once (no duplicates); a name that does not fit whole is
+ * left out, so the list never holds a cut name and stays NUL-terminated. */
+void prov_request_dropped(prov_request *r, const char *field);
 
 /* The canonical request as the worker sees it: the client's OpenAI-format body. */
 typedef struct prov_canon {

@@ -31,6 +31,8 @@
  * Body     Gemini: exactly prov_gemini's. Anthropic: prov_anthropic's without "model" (the
  *          URL names it) and with "anthropic_version" first: t->api_version if set, else
  *          VERTEX_ANTHROPIC_VERSION; stream: true kept for :streamRawPredict.
+ * Dropped  the family adapter's dropped fields (its table), listed in prov_request.dropped
+ *          and logged by the worker as a `fields_dropped` warning.
  * Answers  decode_response, the stream decoder and classify_error delegate to the family's
  *          adapter. The decoders are not told the deployment (provider_ops passes only the
  *          reported model name), so the family is read off the answer itself:

@@ -217,6 +217,32 @@ itest('a request an adapter cannot express: another family serves it, else 400',
   assert.equal((await a.stats()).requests, aBefore, 'the anthropic mock never saw the request');
 });
 
+itest('a field the provider cannot honour is dropped with a fields_dropped warning, counted in /metrics', async (env) => {
+  const { a, w, client } = await setup(env);
+  const { data, response } = await client.chat.completions.create({ model: 'claude', messages,
+    logit_bias: { 50256: -100 }, temperature: 0.5 }).withResponse();
+  assert.equal(data.choices[0].message.content, hello('claude-1'));
+  const rid = response.headers.get('x-request-id');
+  assert.ok(rid, 'x-request-id echoed');
+  const sent = lastRequest(await a.stats()).body;
+  assert.equal(sent.logit_bias, undefined, 'not sent upstream');
+  const worker = env.procs.find((p) => p.name.startsWith('worker'));
+  let line;
+  for (let i = 0; i < 50 && !line; i++) {
+    line = worker.jsonLog().find((l) => l.event === 'fields_dropped' && l.request_id === rid);
+    if (!line) await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.ok(line, `a fields_dropped line for ${rid}:\n${worker.tail()}`);
+  assert.equal(line.level, 'warn');
+  assert.equal(line.deployment, 'claude-1');
+  assert.equal(line.provider, 'anthropic');
+  assert.match(line.fields, /(^|,)logit_bias(,|$)/);
+  assert.doesNotMatch(line.fields, /temperature/);
+  const m = await w.metrics();
+  const mm = m.match(/^llmesh_fields_dropped_total\{deployment="claude-1"\} (\d+)$/m);
+  assert.ok(mm && Number(mm[1]) > 0, `llmesh_fields_dropped_total > 0 in:\n${m}`);
+});
+
 itest('unsupported provider families are never routed to and warned about once', async (env) => {
   const m = await env.startMock('ok-1');
   const cluster = await env.startCluster({
