@@ -151,26 +151,6 @@ static size_t az_obj_open(const char *p, size_t n, size_t obj, int *empty) {
   return i;
 }
 
-/* Appends s as a JSON string literal. */
-static int az_quote(buf_t *b, const char *s, size_t n) {
-  static const char hex[] = "0123456789abcdef";
-  if (LIT(b, "\"")) return -ENOMEM;
-  size_t run = 0;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char ch = (unsigned char)s[i];
-    if (ch >= 0x20 && ch != '"' && ch != '\\') continue;
-    if (buf_append(b, s + run, i - run)) return -ENOMEM;
-    run = i + 1;
-    char e[6] = {'\\', (char)ch, 0};
-    size_t el = 2;
-    if (ch == '\n') e[1] = 'n';
-    else if (ch == '\r') e[1] = 'r';
-    else if (ch == '\t') e[1] = 't';
-    else if (ch < 0x20) memcpy(e + 1, (char[]){'u', '0', '0', hex[ch >> 4], hex[ch & 15]}, 5), el = 6;
-    if (buf_append(b, e, el)) return -ENOMEM;
-  }
-  return buf_append(b, s + run, n - run) || LIT(b, "\"") ? -ENOMEM : 0;
-}
 
 /* One splice: replace p[off..end) by text (end == off: insert). */
 typedef struct az_edit {
@@ -198,10 +178,10 @@ static int az_model_edit(const char *p, size_t n, size_t obj, const char *model,
   if (az_member(p, n, obj, "model", &vo, &ve) == 0) {
     e->off = vo;
     e->end = ve;
-    return az_quote(&e->text, model, strlen(model));
+    return buf_json_quote(&e->text, model, strlen(model));
   }
   e->off = e->end = az_obj_open(p, n, obj, &empty);
-  if (LIT(&e->text, "\"model\":") || az_quote(&e->text, model, strlen(model)) ||
+  if (LIT(&e->text, "\"model\":") || buf_json_quote(&e->text, model, strlen(model)) ||
       (!empty && LIT(&e->text, ",")))
     return -ENOMEM;
   return 0;
@@ -551,7 +531,7 @@ static int az_safe_message(buf_t *b, const char *msg) {
       rc = buf_append(&t, p++, 1);
     }
   }
-  if (!rc) rc = az_quote(b, t.data ? t.data : "", t.len);
+  if (!rc) rc = buf_json_quote(b, t.data ? t.data : "", t.len);
   buf_free(&t);
   return rc;
 }

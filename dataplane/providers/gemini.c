@@ -460,21 +460,7 @@ static int translate_tool_choice(gm_build *b, json_t *tc, json_t *body) {
 
 /* ---- generation config --------------------------------------------------------------- */
 
-static int copy_number(gm_build *b, json_t *req, const char *from, json_t *gc, const char *to) {
-  json_t *v = prov_field(req, from);
-  if (!v) return 0;
-  if (!json_is_number(v)) return reject(b, "%s must be a number", from);
-  return json_object_set(gc, to, v) ? -ENOMEM : 0;
-}
 
-static int copy_integer(gm_build *b, json_t *req, const char *from, json_t *gc, const char *to,
-                        json_int_t min) {
-  json_t *v = prov_field(req, from);
-  if (!v) return 0;
-  if (!json_is_integer(v) || json_integer_value(v) < min)
-    return reject(b, "%s must be an integer >= %lld", from, (long long)min);
-  return json_object_set(gc, to, v) ? -ENOMEM : 0;
-}
 
 static int translate_stop(gm_build *b, json_t *stop, json_t *gc) {
   json_t *seqs;
@@ -516,17 +502,18 @@ static int translate_config(gm_build *b, json_t *req, const prov_canon *c, json_
   if (!gc) return -ENOMEM;
   const char *max =
       prov_field(req, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
-  if (!rc) rc = copy_integer(b, req, max, gc, "maxOutputTokens", 1);
-  if (!rc) rc = copy_number(b, req, "temperature", gc, "temperature");
-  if (!rc) rc = copy_number(b, req, "top_p", gc, "topP");
-  if (!rc) rc = copy_integer(b, req, "top_k", gc, "topK", 1);
+  if (!rc) rc = prov_copy_integer(req, max, gc, "maxOutputTokens", 1, b->err, b->errlen);
+  if (!rc) rc = prov_copy_number(req, "temperature", gc, "temperature", b->err, b->errlen);
+  if (!rc) rc = prov_copy_number(req, "top_p", gc, "topP", b->err, b->errlen);
+  if (!rc) rc = prov_copy_integer(req, "top_k", gc, "topK", 1, b->err, b->errlen);
   if (!rc && (v = prov_field(req, "stop"))) rc = translate_stop(b, v, gc);
-  if (!rc) rc = copy_integer(b, req, "n", gc, "candidateCount", 1);
+  if (!rc) rc = prov_copy_integer(req, "n", gc, "candidateCount", 1, b->err, b->errlen);
   if (!rc && c->stream && json_integer_value(prov_field(req, "n")) > 1)
     rc = reject(b, "n > 1 is not supported with stream for this provider");
-  if (!rc) rc = copy_integer(b, req, "seed", gc, "seed", INT64_MIN);
-  if (!rc) rc = copy_number(b, req, "presence_penalty", gc, "presencePenalty");
-  if (!rc) rc = copy_number(b, req, "frequency_penalty", gc, "frequencyPenalty");
+  if (!rc) rc = prov_copy_integer(req, "seed", gc, "seed", INT64_MIN, b->err, b->errlen);
+  if (!rc) rc = prov_copy_number(req, "presence_penalty", gc, "presencePenalty", b->err, b->errlen);
+  if (!rc) rc = prov_copy_number(req, "frequency_penalty", gc, "frequencyPenalty",
+                                 b->err, b->errlen);
   if (!rc && (v = prov_field(req, "response_format"))) rc = translate_format(b, v, gc);
   if (!rc && json_object_size(gc)) rc = json_object_set(body, "generationConfig", gc) ? -ENOMEM : 0;
   json_decref(gc);

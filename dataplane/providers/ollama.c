@@ -292,21 +292,7 @@ static int translate_tools(ol_build *b, json_t *req, json_t *body) {
 
 /* ---- options ------------------------------------------------------------------------- */
 
-static int copy_number(ol_build *b, json_t *req, const char *from, json_t *opt, const char *to) {
-  json_t *v = prov_field(req, from);
-  if (!v) return 0;
-  if (!json_is_number(v)) return reject(b, "%s must be a number", from);
-  return json_object_set(opt, to, v) ? -ENOMEM : 0;
-}
 
-static int copy_integer(ol_build *b, json_t *req, const char *from, json_t *opt, const char *to,
-                        json_int_t min) {
-  json_t *v = prov_field(req, from);
-  if (!v) return 0;
-  if (!json_is_integer(v) || json_integer_value(v) < min)
-    return reject(b, "%s must be an integer >= %lld", from, (long long)min);
-  return json_object_set(opt, to, v) ? -ENOMEM : 0;
-}
 
 static int translate_stop(ol_build *b, json_t *stop, json_t *opt) {
   size_t i;
@@ -336,14 +322,16 @@ static int translate_options(ol_build *b, json_t *req, json_t *body) {
   if (!opt) return -ENOMEM;
   const char *max =
       prov_field(req, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
-  if (!rc) rc = copy_integer(b, req, max, opt, "num_predict", 1);
-  if (!rc) rc = copy_number(b, req, "temperature", opt, "temperature");
-  if (!rc) rc = copy_number(b, req, "top_p", opt, "top_p");
-  if (!rc) rc = copy_integer(b, req, "top_k", opt, "top_k", 1);
+  if (!rc) rc = prov_copy_integer(req, max, opt, "num_predict", 1, b->err, b->errlen);
+  if (!rc) rc = prov_copy_number(req, "temperature", opt, "temperature", b->err, b->errlen);
+  if (!rc) rc = prov_copy_number(req, "top_p", opt, "top_p", b->err, b->errlen);
+  if (!rc) rc = prov_copy_integer(req, "top_k", opt, "top_k", 1, b->err, b->errlen);
   if (!rc && (v = prov_field(req, "stop"))) rc = translate_stop(b, v, opt);
-  if (!rc) rc = copy_integer(b, req, "seed", opt, "seed", INT64_MIN);
-  if (!rc) rc = copy_number(b, req, "presence_penalty", opt, "presence_penalty");
-  if (!rc) rc = copy_number(b, req, "frequency_penalty", opt, "frequency_penalty");
+  if (!rc) rc = prov_copy_integer(req, "seed", opt, "seed", INT64_MIN, b->err, b->errlen);
+  if (!rc) rc = prov_copy_number(req, "presence_penalty", opt, "presence_penalty",
+                                 b->err, b->errlen);
+  if (!rc) rc = prov_copy_number(req, "frequency_penalty", opt, "frequency_penalty",
+                                 b->err, b->errlen);
   if (!rc && (v = prov_field(req, "n")) && (!json_is_integer(v) || json_integer_value(v) != 1))
     rc = reject(b, "n must be 1 for this provider");
   if (!rc && (v = prov_field(req, "response_format"))) rc = translate_format(b, v, body);

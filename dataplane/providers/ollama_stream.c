@@ -127,26 +127,6 @@ static json_t *tool_call(json_t *call) {
   return tc;
 }
 
-/* Appends s as a JSON string literal. */
-static int quote(buf_t *b, const char *s, size_t n) {
-  static const char hex[] = "0123456789abcdef";
-  if (LIT(b, "\"")) return -ENOMEM;
-  size_t run = 0;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char ch = (unsigned char)s[i];
-    if (ch >= 0x20 && ch != '"' && ch != '\\') continue;
-    if (buf_append(b, s + run, i - run)) return -ENOMEM;
-    run = i + 1;
-    char e[7] = {'\\', (char)ch, 0};
-    size_t el = 2;
-    if (ch == '\n') e[1] = 'n';
-    else if (ch == '\r') e[1] = 'r';
-    else if (ch == '\t') e[1] = 't';
-    else if (ch < 0x20) e[1] = 'u', e[2] = '0', e[3] = '0', e[4] = hex[ch >> 4], e[5] = hex[ch & 15], el = 6;
-    if (buf_append(b, e, el)) return -ENOMEM;
-  }
-  return buf_append(b, s + run, n - run) || LIT(b, "\"") ? -ENOMEM : 0;
-}
 
 /* ---- decode_response ----------------------------------------------------------------- */
 
@@ -212,10 +192,10 @@ prov_stream *ollama_stream_new(const prov_canon *c, const char *model) {
   json_t *id = make_id(created);
   if (!model) model = "";
   if (!id || LIT(&s->head, "data: {\"id\":") ||
-      quote(&s->head, json_string_value(id), json_string_length(id)) ||
+      buf_json_quote(&s->head, json_string_value(id), json_string_length(id)) ||
       buf_printf(&s->head, ",\"object\":\"chat.completion.chunk\",\"created\":%" PRIu64 ",\"model\":",
                  created) ||
-      quote(&s->head, model, strlen(model)) || LIT(&s->head, ",")) {
+      buf_json_quote(&s->head, model, strlen(model)) || LIT(&s->head, ",")) {
     json_decref(id);
     ollama_stream_free(s);
     return NULL;
@@ -251,7 +231,8 @@ static int chunk(prov_stream *s, buf_t *o, const char *delta, size_t dlen, const
 static int chunk_content(prov_stream *s, buf_t *o, json_t *text) {
   if (!json_is_string(text) || !json_string_length(text)) return 0;
   buf_t d = {0};
-  int rc = LIT(&d, "{\"content\":") || quote(&d, json_string_value(text), json_string_length(text)) ||
+  int rc = LIT(&d, "{\"content\":") ||
+           buf_json_quote(&d, json_string_value(text), json_string_length(text)) ||
            LIT(&d, "}");
   if (!rc) rc = chunk(s, o, d.data, d.len, NULL);
   buf_free(&d);
@@ -296,7 +277,7 @@ static int safe_message(buf_t *b, const char *msg) {
       rc = buf_append(&t, p++, 1);
     }
   }
-  if (!rc) rc = quote(b, t.data ? t.data : "", t.len);
+  if (!rc) rc = buf_json_quote(b, t.data ? t.data : "", t.len);
   buf_free(&t);
   return rc;
 }

@@ -28,3 +28,20 @@ int prov_reject(char *err, size_t errlen, const char *fmt, ...) {
   va_end(ap);
   return -EINVAL;
 }
+
+int prov_copy_number(json_t *req, const char *from, json_t *dst, const char *to, char *err,
+                     size_t errlen) {
+  json_t *v = prov_field(req, from);
+  if (!v) return 0;
+  if (!json_is_number(v)) return prov_reject(err, errlen, "%s must be a number", from);
+  return json_object_set(dst, to, v) ? -ENOMEM : 0;
+}
+
+int prov_copy_integer(json_t *req, const char *from, json_t *dst, const char *to, json_int_t min,
+                      char *err, size_t errlen) {
+  json_t *v = prov_field(req, from);
+  if (!v) return 0;
+  if (!json_is_integer(v) || json_integer_value(v) < min)
+    return prov_reject(err, errlen, "%s must be an integer >= %lld", from, (long long)min);
+  return json_object_set(dst, to, v) ? -ENOMEM : 0;
+}
