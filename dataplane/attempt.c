@@ -277,7 +277,8 @@ static int adapter_build_embeddings(chat *c, const snap_dep *d) {
 /* An Anthropic client and an anthropic-family deployment: the client's body goes as is
  * with only `model` rewritten, to the adapter's URL with the adapter's headers (built
  * from a minimal canonical request, so URL and credential rules stay in anthropic.c);
- * anthropic-version is the client's when it sent one. Returns 0 or -1. */
+ * anthropic-version is the client's when it sent one, and its anthropic-beta is forwarded.
+ * Returns 0 or -1. */
 static int passthrough_build(chat *c, const snap_dep *d) {
   static const char probe[] = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\".\"}]}";
   prov_canon canon = {probe, sizeof probe - 1, c->ri.stream, 0};
@@ -287,9 +288,11 @@ static int passthrough_build(chat *c, const snap_dep *d) {
   const char *v = hs_header_get(c->req, "anthropic-version");
   if (v && *v) t.api_version = v;
   adapter_clear(c);
-  if (d->ops->build_request(&t, &canon, &c->preq, err, sizeof err) || !buf_cstr(&c->preq.url) ||
-      preq_headers(c))
+  if (d->ops->build_request(&t, &canon, &c->preq, err, sizeof err)) return -1;
+  const char *beta = hs_header_get(c->req, "anthropic-beta"); /* opt-in features, as sent */
+  if (beta && *beta && !strpbrk(beta, "\r\n") && prov_request_header(&c->preq, "anthropic-beta", beta))
     return -1;
+  if (!buf_cstr(&c->preq.url) || preq_headers(c)) return -1;
   if (req_rewrite_model(&c->up_body, c->req->body, c->req->body_len, &c->native_ri,
                         d->upstream_model))
     return -1;

@@ -69,14 +69,18 @@ itest('passthrough: upstream body is the client body byte for byte except model;
   assert.ok(prompt > 0, `tokens accounted for claude-1: ${prompt}`);
 });
 
-itest('passthrough: the client anthropic-version is forwarded; the SDK gets the mock answers', async (env) => {
+itest('passthrough: the client anthropic-version and anthropic-beta are forwarded; the SDK gets the mock answers', async (env) => {
   const { a, client, w } = await setup(env);
   const r = await http('POST', `${w.base}/v1/messages`, {
-    headers: { 'x-api-key': MASTER_KEY, 'anthropic-version': '2024-01-01' },
+    headers: { 'x-api-key': MASTER_KEY, 'anthropic-version': '2024-01-01',
+               'anthropic-beta': 'prompt-caching-2024-07-31,token-efficient-tools-2025-02-19' },
     body: { model: 'claude', max_tokens: 16, messages },
   });
   assert.equal(r.status, 200, r.text);
-  assert.equal(lastRequest(await a.stats()).headers['anthropic-version'], '2024-01-01');
+  const lr0 = lastRequest(await a.stats());
+  assert.equal(lr0.headers['anthropic-version'], '2024-01-01');
+  assert.equal(lr0.headers['anthropic-beta'], 'prompt-caching-2024-07-31,token-efficient-tools-2025-02-19',
+               'anthropic-beta is forwarded on the passthrough');
 
   const body = { model: 'claude', max_tokens: 64, messages, temperature: 0.5, top_k: 5 };
   const msg = await client.messages.create(body);
