@@ -45,6 +45,10 @@ typedef struct cfg_deployment {
   uint32_t connect_timeout_ms; /* TCP+TLS connect deadline */
   uint32_t rpm;                /* requests/minute limit, 0 = none */
   uint32_t tpm;                /* tokens/minute limit, 0 = none */
+  uint32_t order;              /* priority tier (litellm_params.order), 1 = first, 0 = unset */
+  double input_cost_per_token; /* USD (litellm_params or model_info), 0 = unknown */
+  double output_cost_per_token;/* USD, 0 = unknown */
+  int supports_prefill;        /* model_info.supports_assistant_prefill; -1 = unset: infer from provider */
   int line;                    /* config line of the entry (0 when read from the db) */
 } cfg_deployment;
 
@@ -52,14 +56,43 @@ typedef struct cfg_group {
   char *name;        /* alias (model_name) */
   char **fallbacks;  /* groups tried in order once this one is exhausted */
   size_t nfallbacks; /* entries in fallbacks */
+  char **cw_fallbacks;  /* context_window_fallbacks for this group, in order */
+  size_t ncw_fallbacks;
+  char **cp_fallbacks;  /* content_policy_fallbacks for this group, in order */
+  size_t ncp_fallbacks;
+  char *routing_strategy;    /* model_group_settings.<g>.routing_strategy, NULL = router's */
+  char *mid_stream_fallback; /* "continue" | "error", NULL = router's */
+  int hedge;                 /* model_group_settings.<g>.hedge */
 } cfg_group;
+
+#define CFG_DEFAULT_RETRY_BACKOFF_MS 100u      /* first backoff before re-trying a deployment */
+#define CFG_DEFAULT_RETRY_BACKOFF_MAX_MS 2000u /* its cap */
+#define CFG_DEFAULT_RETRY_BUDGET_PERCENT 20u   /* retries may add at most 20 % of traffic */
+#define CFG_DEFAULT_RETRY_BUDGET_MIN_PER_S 10u /* floor for low traffic */
+#define CFG_DEFAULT_MAX_RETRY_AFTER_MS 10000u  /* longest Retry-After waited for in-line */
+#define CFG_DEFAULT_LOCAL_TRIP_FAILURES 3u     /* consecutive connect errors/timeouts */
+#define CFG_DEFAULT_LOCAL_COOLDOWN_MS 1000u    /* first worker-local open period */
+#define CFG_DEFAULT_PROBE_INTERVAL_MS 30000u   /* health probe period per deployment */
+#define CFG_DEFAULT_PROBE_TIMEOUT_MS 10000u
 
 typedef struct cfg_router {
   uint32_t num_retries;   /* extra attempts within a group after the first */
   uint32_t timeout_ms;    /* default per-attempt deadline */
-  uint32_t allowed_fails; /* failures per minute before a cooldown */
-  uint32_t cooldown_ms;   /* cooldown length */
-  char *routing_strategy; /* stored as given; only simple-shuffle is implemented */
+  uint32_t allowed_fails; /* failures per minute (with minimum volume) that open a circuit */
+  uint32_t cooldown_ms;   /* first open period of a circuit (cooldown_time) */
+  char *routing_strategy; /* validated: one of the five strategy names */
+  uint32_t retry_backoff_ms;      /* router_settings.retry_backoff (s) */
+  uint32_t retry_backoff_max_ms;  /* router_settings.retry_backoff_max (s) */
+  uint32_t retry_budget_percent;  /* router_settings.retry_budget_percent */
+  uint32_t retry_budget_min_per_s;/* router_settings.retry_budget_min_per_second */
+  uint32_t total_timeout_ms;      /* router_settings.total_timeout (s), 0 = none */
+  uint32_t max_retry_after_ms;    /* router_settings.max_retry_after (s) */
+  uint32_t local_trip_failures;   /* router_settings.local_trip_failures */
+  uint32_t local_cooldown_ms;     /* router_settings.local_cooldown (s) */
+  char *mid_stream_fallback;      /* router_settings.mid_stream_fallback: "continue" (default) | "error" */
+  int probes_enabled;             /* general_settings.background_health_checks (default true) */
+  uint32_t probe_interval_ms;     /* general_settings.health_check_interval (s) */
+  uint32_t probe_timeout_ms;      /* general_settings.health_check_timeout (s) */
 } cfg_router;
 
 typedef struct cfg_warning {
