@@ -72,6 +72,44 @@ static const char *const store_migrations[STORE_SCHEMA_VERSION] = {
     "ALTER TABLE deployments ADD COLUMN gcp_project TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE deployments ADD COLUMN gcp_location TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE deployments ADD COLUMN gcp_credentials_enc BLOB;",
+    /* 3: operations — manual drains (survive restarts), an append-only audit log, and the
+     * recent health probes. Not config: store_import never touches these tables. */
+    "CREATE TABLE drains ("
+    "  deployment TEXT PRIMARY KEY,"         /* deployment name (may outlive the row) */
+    "  reason TEXT NOT NULL,"
+    "  actor TEXT NOT NULL,"                 /* user@host that drained it */
+    "  at_ms INTEGER NOT NULL"               /* wall clock */
+    ") STRICT;"
+    "CREATE TABLE audit_log ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  at_ms INTEGER NOT NULL,"              /* wall clock */
+    "  actor TEXT NOT NULL,"                 /* user@host, or 'control' for automatic actions */
+    "  action TEXT NOT NULL,"                /* 'drain', 'undrain', 'config_import', ... */
+    "  target TEXT NOT NULL,"                /* deployment name, file, ... */
+    "  detail TEXT NOT NULL"                 /* free text (reason) */
+    ") STRICT;"
+    "CREATE TABLE probes ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  deployment TEXT NOT NULL,"
+    "  at_ms INTEGER NOT NULL,"              /* wall clock when it finished */
+    "  ok INTEGER NOT NULL,"                 /* 1 healthy answer, 0 failure */
+    "  latency_ms INTEGER NOT NULL,"
+    "  http_status INTEGER NOT NULL,"        /* 0 = no HTTP answer */
+    "  error TEXT NOT NULL"                  /* '' when ok, else a class: timeout, http_500, ... */
+    ") STRICT;"
+    "CREATE INDEX probes_by_deployment ON probes(deployment, at_ms);",
+    /* 4: routing config (issue 5): priority tiers, costs, prefill capability, per-group
+     * strategy and fallbacks by error kind, retry/timeout/breaker tunables, probes. */
+    "ALTER TABLE deployments ADD COLUMN priority_order INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE deployments ADD COLUMN input_cost_per_token REAL NOT NULL DEFAULT 0;"
+    "ALTER TABLE deployments ADD COLUMN output_cost_per_token REAL NOT NULL DEFAULT 0;"
+    "ALTER TABLE deployments ADD COLUMN supports_prefill INTEGER NOT NULL DEFAULT -1;"
+    "ALTER TABLE model_groups ADD COLUMN routing_strategy TEXT;"      /* NULL = router's */
+    "ALTER TABLE model_groups ADD COLUMN mid_stream_fallback TEXT;"   /* NULL = router's */
+    "ALTER TABLE model_groups ADD COLUMN hedge INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE group_fallbacks ADD COLUMN kind TEXT NOT NULL DEFAULT 'general';" /* general | context_window | content_policy */
+    "ALTER TABLE router_settings ADD COLUMN tunables TEXT NOT NULL DEFAULT '{}';", /* JSON object of the
+                                                                         * cfg_router numbers added in v4 */
 };
 
 /* Encrypted columns added by migration 2, in column order, with their AAD tag. */
@@ -113,6 +151,8 @@ static int store_prepare(store_t *s, const char *sql, sqlite3_stmt **st, char *e
   if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) == SQLITE_OK) return 0;
   return store_fail(s, err, errlen, "prepare");
 }
+
+sqlite3 *store_db(store_t *s) { return s->db; }
 
 int store_schema_version(store_t *s) {
   sqlite3_stmt *st;
@@ -265,7 +305,8 @@ static int store_read_state(store_t *s, const uint8_t hmac[32], uint64_t *versio
 
 static int store_put_router(store_t *s, const cfg_config *c, char *err, size_t errlen) {
   sqlite3_stmt *st;
-  if (store_prepare(s, "INSERT INTO router_settings VALUES (1, ?, ?, ?, ?, ?, ?)", &st, err, errlen) < 0)
+  if (store_prepare(s, "INSERT INTO router_settings (id, num_retries, timeout_ms, allowed_fails, cooldown_ms,"
+                       " routing_strategy, master_key_sha256) VALUES (1, ?, ?, ?, ?, ?, ?)", &st, err, errlen) < 0)
     return -1;
   sqlite3_bind_int64(st, 1, c->router.num_retries);
   sqlite3_bind_int64(st, 2, c->router.timeout_ms);
@@ -280,8 +321,8 @@ static int store_put_router(store_t *s, const cfg_config *c, char *err, size_t e
 
 static int store_put_groups(store_t *s, const cfg_config *c, char *err, size_t errlen) {
   sqlite3_stmt *g, *f;
-  if (store_prepare(s, "INSERT INTO model_groups VALUES (?, ?)", &g, err, errlen) < 0) return -1;
-  if (store_prepare(s, "INSERT INTO group_fallbacks VALUES (?, ?, ?)", &f, err, errlen) < 0) {
+  if (store_prepare(s, "INSERT INTO model_groups (name, position) VALUES (?, ?)", &g, err, errlen) < 0) return -1;
+  if (store_prepare(s, "INSERT INTO group_fallbacks (group_name, position, fallback) VALUES (?, ?, ?)", &f, err, errlen) < 0) {
     sqlite3_finalize(g);
     return -1;
   }
@@ -362,7 +403,11 @@ static int store_put_deployment(store_t *s, sqlite3_stmt *st, const keys_t *k,
 static int store_put_deployments(store_t *s, const keys_t *k, const cfg_config *c, char *err,
                                  size_t errlen) {
   sqlite3_stmt *st;
-  if (store_prepare(s, "INSERT INTO deployments VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &st, err, errlen) < 0)
+  if (store_prepare(s, "INSERT INTO deployments (name, position, model_group, provider, upstream_model,"
+                       " api_base, api_key_enc, api_version, weight, timeout_ms, stream_timeout_ms,"
+                       " connect_timeout_ms, rpm, tpm, aws_access_key_id_enc, aws_secret_access_key_enc,"
+                       " aws_session_token_enc, aws_region, gcp_project, gcp_location, gcp_credentials_enc)"
+                       " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &st, err, errlen) < 0)
     return -1;
   int rv = 0;
   for (size_t i = 0; i < c->ndeployments && rv == 0; i++)

@@ -14,7 +14,7 @@
 #include "config_import.h"
 #include "keys.h"
 
-#define STORE_SCHEMA_VERSION 2 /* newest migration this code knows */
+#define STORE_SCHEMA_VERSION 4 /* newest migration this code knows */
 
 typedef struct store store_t;
 
@@ -22,6 +22,9 @@ typedef struct store store_t;
 int store_open(store_t **out, const char *path, char *err, size_t errlen);
 void store_close(store_t *s); /* NULL-safe */
 int store_schema_version(store_t *s); /* PRAGMA user_version, or -1 */
+/* The connection, for the operations tables of migration 3 (drains, audit_log, probes;
+ * controlplane/ops.c). Loop thread only. */
+struct sqlite3 *store_db(store_t *s);
 
 /* Replaces deployments, groups and settings with c in one transaction. The snapshot
  * version bumps (and *changed = 1) only when the content differs from what is stored,
