@@ -453,7 +453,7 @@ static void finish_exhausted(chat *c) {
 static void attempt_next(chat *c, const snap_dep *from, const char *reason) {
   if (!c->req) { chat_free(c); return; }
   for (;;) {
-    int next = route_pick(&c->route, c->snap, route_rng_default());
+    int next = route_pick(&c->route, c->snap, route_rng_default(), uv_now(multi.loop));
     if (from) {
       LOG_INFO(c->rid, "failover", LF_S("from", from->name), LF_S("reason", reason),
                LF_I("attempt", c->attempts), LF_S("next", next >= 0 ? c->snap->deps[next].name : NULL));
@@ -478,7 +478,7 @@ static int attempt_try(chat *c, int next, const snap_dep **from, const char **re
   if (rc == ATTEMPT_UNEXPRESSIBLE) { /* not the provider's fault: not counted against it */
     *reason = "unsupported_request";
     route_unused(&c->route);
-    route_failed(&c->route, c->snap, next); /* prefer another provider family */
+    route_failed(&c->route, c->snap, next, 0); /* prefer another provider family */
     c->n_unexpressible++;
     return 0;
   }
@@ -494,7 +494,7 @@ static int attempt_try(chat *c, int next, const snap_dep **from, const char **re
 static void attempt_failed(chat *c, enum metrics_class cls, const char *reason) {
   const snap_dep *d = &c->snap->deps[c->dep];
   d->stats->errors[cls]++;
-  route_failed(&c->route, c->snap, c->dep);
+  route_failed(&c->route, c->snap, c->dep, 0);
   c->n_failed++;
   if (cls == MC_RATE_LIMITED) c->n_rate_limited++;
   c->last_class = cls;

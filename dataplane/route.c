@@ -52,7 +52,8 @@ static int pick_in_group(const route_state *st, const snapshot *s, const snap_gr
   return -1; /* unreachable */
 }
 
-int route_pick(route_state *st, const snapshot *s, const route_rng *rng) {
+int route_pick(route_state *st, const snapshot *s, const route_rng *rng, uint64_t now_ms) {
+  (void)now_ms; /* breakers and budgets: issue 5, in progress */
   if (st->ntried >= ROUTE_MAX_TRIED) return -1;
   while (st->pos < st->nchain) {
     const snap_group *g = &s->groups[st->chain[st->pos]];
@@ -70,8 +71,15 @@ int route_pick(route_state *st, const snapshot *s, const route_rng *rng) {
   return -1;
 }
 
-void route_failed(route_state *st, const snapshot *s, int dep) {
+void route_failed(route_state *st, const snapshot *s, int dep, int retry_ok) {
+  for (int i = st->ntried - 1; i >= 0; i--)
+    if (st->tried[i] == dep) { st->retry_ok[i] = (uint8_t)retry_ok; break; }
   if (st->nfailed < ROUTE_MAX_TRIED) st->failed[st->nfailed++] = s->deps[dep].provider;
+}
+
+int route_divert(route_state *st, const snapshot *s, enum route_divert_kind kind) {
+  (void)st, (void)s, (void)kind; /* per-kind fallbacks: issue 5, in progress */
+  return -1;
 }
 
 void route_unused(route_state *st) {

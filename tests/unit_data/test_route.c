@@ -73,7 +73,7 @@ static void test_weights(void **st) {
   for (int i = 0; i < 100000; i++) {
     route_state rs;
     route_init(&rs, s, g);
-    counts[route_pick(&rs, s, &rng)]++;
+    counts[route_pick(&rs, s, &rng, 0)]++;
   }
   /* expected 10%, 30%, 60%: allow ±1.5 points */
   assert_in_range(counts[0], 8500, 11500);
@@ -92,21 +92,21 @@ static void test_exclusion_and_budget(void **st) {
   route_init(&rs, s, 0);
   int seen[3] = {0};
   for (int i = 0; i < 3; i++) {
-    int d = route_pick(&rs, s, &rng);
+    int d = route_pick(&rs, s, &rng, 0);
     assert_true(d >= 0);
     assert_int_equal(seen[d], 0); /* never the same deployment twice */
     seen[d] = 1;
-    route_failed(&rs, s, d);
+    route_failed(&rs, s, d, 0);
   }
-  assert_int_equal(route_pick(&rs, s, &rng), -1);
+  assert_int_equal(route_pick(&rs, s, &rng, 0), -1);
   snapshot_unref(s);
 
   /* num_retries = 1: two attempts in the group, however many deployments */
   s = make(deps, 3, NULL, NULL, 0, 1);
   route_init(&rs, s, 0);
-  assert_true(route_pick(&rs, s, &rng) >= 0);
-  assert_true(route_pick(&rs, s, &rng) >= 0);
-  assert_int_equal(route_pick(&rs, s, &rng), -1);
+  assert_true(route_pick(&rs, s, &rng, 0) >= 0);
+  assert_true(route_pick(&rs, s, &rng, 0) >= 0);
+  assert_int_equal(route_pick(&rs, s, &rng, 0), -1);
   snapshot_unref(s);
 }
 
@@ -120,10 +120,10 @@ static void test_different_provider(void **st) {
   for (int i = 0; i < 200; i++) {
     route_state rs;
     route_init(&rs, s, 0);
-    int d = route_pick(&rs, s, &rng);
+    int d = route_pick(&rs, s, &rng, 0);
     if (strcmp(name_of(s, d), "c") == 0) continue; /* rare first pick */
-    route_failed(&rs, s, d);
-    assert_string_equal(name_of(s, route_pick(&rs, s, &rng)), "c");
+    route_failed(&rs, s, d, 0);
+    assert_string_equal(name_of(s, route_pick(&rs, s, &rng, 0)), "c");
   }
   snapshot_unref(s);
 }
@@ -144,14 +144,14 @@ static void test_unsupported_family(void **st) {
   for (int i = 0; i < 50; i++) {
     route_state rs;
     route_init(&rs, s, snapshot_group_find(s, "g"));
-    assert_string_equal(name_of(s, route_pick(&rs, s, &rng)), "oa");
-    assert_int_equal(route_pick(&rs, s, &rng), -1);
+    assert_string_equal(name_of(s, route_pick(&rs, s, &rng, 0)), "oa");
+    assert_int_equal(route_pick(&rs, s, &rng, 0), -1);
   }
   route_state rs;
   route_init(&rs, s, snapshot_group_find(s, "u"));
-  assert_int_equal(route_pick(&rs, s, &rng), -1);
+  assert_int_equal(route_pick(&rs, s, &rng, 0), -1);
   route_init(&rs, s, snapshot_group_find(s, "h"));
-  assert_string_equal(name_of(s, route_pick(&rs, s, &rng)), "an");
+  assert_string_equal(name_of(s, route_pick(&rs, s, &rng, 0)), "an");
   snapshot_unref(s);
 }
 
@@ -166,9 +166,9 @@ static void test_fallbacks(void **st) {
   route_init(&rs, s, snapshot_group_find(s, "a"));
   const char *order[6];
   for (int i = 0; i < 6; i++) {
-    int d = route_pick(&rs, s, &rng);
+    int d = route_pick(&rs, s, &rng, 0);
     order[i] = name_of(s, d);
-    if (d >= 0) route_failed(&rs, s, d);
+    if (d >= 0) route_failed(&rs, s, d, 0);
   }
   assert_string_equal(order[0], "a1");              /* primary group first */
   assert_true(order[1][0] == 'c' && order[2][0] == 'c'); /* then fallback c, its budget of 2 */
