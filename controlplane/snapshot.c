@@ -78,6 +78,9 @@ int snap_build_msg(const cfg_config *c, const snap_meta *m, uint64_t published_a
   s.version = m->version;
   s.published_at_ms = published_at_ms;
   s.telemetry_url = (char *)m->telemetry_url;
+  s.health_version = m->health_version;
+  s.n_health = m->nhealth;
+  s.health = m->health;
   if (c->has_master_key) {
     s.master_key_sha256.data = (uint8_t *)c->master_key_sha256;
     s.master_key_sha256.len = 32;

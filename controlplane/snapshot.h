@@ -11,11 +11,15 @@
 #include <stdint.h>
 
 #include "config_import.h"
+#include "llmesh.pb-c.h"
 
 typedef struct snap_meta {
   uint64_t epoch;            /* control-plane start, wall ms */
   uint64_t version;          /* content version from the store */
   const char *telemetry_url; /* announced to workers */
+  uint64_t health_version;   /* bumps on every health change (controlplane/breaker.c) */
+  Llmesh__DeploymentHealth **health; /* borrowed: circuit states and weights, nhealth entries */
+  size_t nhealth;
 } snap_meta;
 
 /* Packs the snapshot of c into a new NNG message. Returns 0 or a negative errno. */
