@@ -3,13 +3,15 @@
  * libyaml's document loader keeps a start mark per node, so every error and warning
  * names the line of the offending key or value. The walk is schema-driven:
  * environment_variables first (they may be referenced by os.environ/ anywhere),
- * then model_list, router_settings (fallbacks need the groups), general_settings. */
+ * then model_list, router_settings (fallbacks need the groups), general_settings,
+ * litellm_settings (only its error-kind fallbacks are read). */
 #include "config_import.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +44,24 @@ typedef struct cfg_entry {
   yaml_node_t *model_node; /* its node, for error lines */
   char *provider;        /* litellm_params.provider / custom_llm_provider, or NULL */
   yaml_node_t *creds_node; /* vertex_credentials, for error lines */
+  int params_in_cost;    /* input_cost_per_token given in litellm_params (wins over model_info) */
+  int params_out_cost;   /* output_cost_per_token given in litellm_params */
+  int info_in_cost;      /* input_cost_per_token given in model_info */
+  int info_out_cost;     /* output_cost_per_token given in model_info */
+  double info_in;        /* model_info.input_cost_per_token, USD */
+  double info_out;       /* model_info.output_cost_per_token, USD */
 } cfg_entry;
+
+/* Kinds of group fallbacks: which error sends a request to them. */
+enum cfg_fb_kind { CFG_FB_GENERAL, CFG_FB_CONTEXT_WINDOW, CFG_FB_CONTENT_POLICY };
+static const char *const cfg_fb_keys[] = {"fallbacks", "context_window_fallbacks",
+                                          "content_policy_fallbacks"};
+
+/* Valid routing_strategy values, in the order error messages list them. */
+static const char *const cfg_strategies[] = {"simple-shuffle", "latency-based-routing", "least-busy",
+                                             "usage-based-routing", "cost-based-routing"};
+#define CFG_STRATEGY_NAMES \
+  "simple-shuffle, latency-based-routing, least-busy, usage-based-routing, cost-based-routing"
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -197,6 +216,81 @@ static int get_seconds_ms(cfg_parser *p, yaml_node_t *n, const char *path, int a
   return 0;
 }
 
+/* A number >= 0 (a price per token), possibly in exponent notation. */
+static int get_cost(cfg_parser *p, yaml_node_t *n, const char *path, double *out) {
+  const char *v, *what = "must be a non-negative number";
+  if (n->type != YAML_SCALAR_NODE) return cfg_fail(p, n, path, "%s", what);
+  if (resolve_env(p, n, path, &v) < 0) return -1;
+  char *end;
+  errno = 0;
+  double x = strtod(v, &end);
+  if (!*v || *end || errno || !isfinite(x) || x < 0) return cfg_fail(p, n, path, "%s, got '%s'", what, v);
+  *out = x;
+  return 0;
+}
+
+/* YAML 1.1 booleans as PyYAML reads them (true/false, yes/no, on/off, any case). */
+static int get_bool(cfg_parser *p, yaml_node_t *n, const char *path, int *out) {
+  static const char *const yes[] = {"true", "yes", "on"}, *const no[] = {"false", "no", "off"};
+  const char *v;
+  if (n->type != YAML_SCALAR_NODE) return cfg_fail(p, n, path, "must be true or false");
+  if (resolve_env(p, n, path, &v) < 0) return -1;
+  for (size_t i = 0; i < 3; i++) {
+    if (!strcasecmp(v, yes[i])) return *out = 1, 0;
+    if (!strcasecmp(v, no[i])) return *out = 0, 0;
+  }
+  return cfg_fail(p, n, path, "must be true or false, got '%s'", v);
+}
+
+/* An integer in [min, max]. */
+static int get_uint_range(cfg_parser *p, yaml_node_t *n, const char *path, uint32_t min,
+                          uint32_t max, uint32_t *out) {
+  uint32_t x;
+  if (get_uint(p, n, path, min, &x) < 0) return -1;
+  if (x > max) return cfg_fail(p, n, path, "must be an integer from %u to %u, got %u", min, max, x);
+  *out = x;
+  return 0;
+}
+
+/* One of a fixed set of strings; names lists them for the message. */
+static int get_choice(cfg_parser *p, yaml_node_t *n, const char *path, const char *const *choices,
+                      size_t nchoices, const char *names, char **out) {
+  const char *v;
+  if (n->type != YAML_SCALAR_NODE) return cfg_fail(p, n, path, "must be one of: %s", names);
+  if (resolve_env(p, n, path, &v) < 0) return -1;
+  for (size_t i = 0; i < nchoices; i++) {
+    if (strcmp(v, choices[i]) != 0) continue;
+    char *s = strdup(choices[i]);
+    if (!s) return cfg_fail(p, n, path, "out of memory");
+    free(*out);
+    *out = s;
+    return 0;
+  }
+  return cfg_fail(p, n, path, "unknown value '%s' (valid: %s)", v, names);
+}
+
+/* routing_strategy; LiteLLM's usage-based-routing-v2 is the same strategy here. */
+static int get_strategy(cfg_parser *p, yaml_node_t *n, const char *path, char **out) {
+  const char *v;
+  if (n->type != YAML_SCALAR_NODE) return cfg_fail(p, n, path, "must be one of: %s", CFG_STRATEGY_NAMES);
+  if (resolve_env(p, n, path, &v) < 0) return -1;
+  const char *name = !strcmp(v, "usage-based-routing-v2") ? "usage-based-routing" : NULL;
+  for (size_t i = 0; !name && i < sizeof cfg_strategies / sizeof cfg_strategies[0]; i++)
+    if (!strcmp(v, cfg_strategies[i])) name = cfg_strategies[i];
+  if (!name)
+    return cfg_fail(p, n, path, "unknown routing strategy '%s' (valid: %s)", v, CFG_STRATEGY_NAMES);
+  char *s = strdup(name);
+  if (!s) return cfg_fail(p, n, path, "out of memory");
+  free(*out);
+  *out = s;
+  return 0;
+}
+
+static int get_mid_stream(cfg_parser *p, yaml_node_t *n, const char *path, char **out) {
+  static const char *const modes[] = {"continue", "error"};
+  return get_choice(p, n, path, modes, 2, "continue, error", out);
+}
+
 /* ------------------------------------------------------------------ builders */
 
 void cfg_init(cfg_config *c) {
@@ -205,6 +299,16 @@ void cfg_init(cfg_config *c) {
   c->router.timeout_ms = CFG_DEFAULT_TIMEOUT_MS;
   c->router.allowed_fails = CFG_DEFAULT_ALLOWED_FAILS;
   c->router.cooldown_ms = CFG_DEFAULT_COOLDOWN_MS;
+  c->router.retry_backoff_ms = CFG_DEFAULT_RETRY_BACKOFF_MS;
+  c->router.retry_backoff_max_ms = CFG_DEFAULT_RETRY_BACKOFF_MAX_MS;
+  c->router.retry_budget_percent = CFG_DEFAULT_RETRY_BUDGET_PERCENT;
+  c->router.retry_budget_min_per_s = CFG_DEFAULT_RETRY_BUDGET_MIN_PER_S;
+  c->router.max_retry_after_ms = CFG_DEFAULT_MAX_RETRY_AFTER_MS;
+  c->router.local_trip_failures = CFG_DEFAULT_LOCAL_TRIP_FAILURES;
+  c->router.local_cooldown_ms = CFG_DEFAULT_LOCAL_COOLDOWN_MS;
+  c->router.probes_enabled = 1;
+  c->router.probe_interval_ms = CFG_DEFAULT_PROBE_INTERVAL_MS;
+  c->router.probe_timeout_ms = CFG_DEFAULT_PROBE_TIMEOUT_MS;
 }
 
 cfg_deployment *cfg_add_deployment(cfg_config *c) {
@@ -215,6 +319,7 @@ cfg_deployment *cfg_add_deployment(cfg_config *c) {
   memset(d, 0, sizeof *d);
   d->weight = CFG_DEFAULT_WEIGHT;
   d->connect_timeout_ms = CFG_DEFAULT_CONNECT_TIMEOUT_MS;
+  d->supports_prefill = -1;
   return d;
 }
 
@@ -235,13 +340,30 @@ cfg_group *cfg_add_group(cfg_config *c, const char *name) {
   return g;
 }
 
-int cfg_group_add_fallback(cfg_group *g, const char *name) {
-  char **f = realloc(g->fallbacks, (g->nfallbacks + 1) * sizeof *f);
+/* Appends a copy of s to the string list *v of *n entries. */
+static int strv_add(char ***v, size_t *n, const char *s) {
+  char **f = realloc(*v, (*n + 1) * sizeof *f);
   if (!f) return -ENOMEM;
-  g->fallbacks = f;
-  if (!(f[g->nfallbacks] = strdup(name))) return -ENOMEM;
-  g->nfallbacks++;
+  *v = f;
+  if (!(f[*n] = strdup(s))) return -ENOMEM;
+  (*n)++;
   return 0;
+}
+
+static void strv_free(char **v, size_t n) {
+  for (size_t i = 0; i < n; i++) free(v[i]);
+  free(v);
+}
+
+int cfg_group_add_fallback(cfg_group *g, const char *name) {
+  return strv_add(&g->fallbacks, &g->nfallbacks, name);
+}
+
+/* The list of g that fallbacks of kind go to. */
+static void group_fallback_list(cfg_group *g, enum cfg_fb_kind kind, char ****v, size_t **n) {
+  if (kind == CFG_FB_CONTEXT_WINDOW) *v = &g->cw_fallbacks, *n = &g->ncw_fallbacks;
+  else if (kind == CFG_FB_CONTENT_POLICY) *v = &g->cp_fallbacks, *n = &g->ncp_fallbacks;
+  else *v = &g->fallbacks, *n = &g->nfallbacks;
 }
 
 static void str_wipe_free(char *s) {
@@ -269,9 +391,13 @@ void cfg_free(cfg_config *c) {
     str_wipe_free(d->gcp_credentials);
   }
   for (size_t i = 0; i < c->ngroups; i++) {
-    for (size_t j = 0; j < c->groups[i].nfallbacks; j++) free(c->groups[i].fallbacks[j]);
-    free(c->groups[i].fallbacks);
-    free(c->groups[i].name);
+    cfg_group *g = &c->groups[i];
+    strv_free(g->fallbacks, g->nfallbacks);
+    strv_free(g->cw_fallbacks, g->ncw_fallbacks);
+    strv_free(g->cp_fallbacks, g->ncp_fallbacks);
+    free(g->routing_strategy);
+    free(g->mid_stream_fallback);
+    free(g->name);
   }
   for (size_t i = 0; i < c->nwarnings; i++) {
     free(c->warnings[i].path);
@@ -281,6 +407,7 @@ void cfg_free(cfg_config *c) {
   free(c->groups);
   free(c->warnings);
   free(c->router.routing_strategy);
+  free(c->router.mid_stream_fallback);
   OPENSSL_cleanse(c, sizeof *c);
   memset(c, 0, sizeof *c);
 }
@@ -404,6 +531,15 @@ static int parse_params_key(cfg_parser *p, const char *key, yaml_node_t *v, cons
   }
   if (!strcmp(key, "stream_timeout")) return get_seconds_ms(p, v, sub, 1, &d->stream_timeout_ms);
   if (!strcmp(key, "connect_timeout")) return get_seconds_ms(p, v, sub, 0, &d->connect_timeout_ms);
+  if (!strcmp(key, "order")) return get_uint(p, v, sub, 1, &d->order);
+  if (!strcmp(key, "input_cost_per_token")) {
+    e->params_in_cost = 1;
+    return get_cost(p, v, sub, &d->input_cost_per_token);
+  }
+  if (!strcmp(key, "output_cost_per_token")) {
+    e->params_out_cost = 1;
+    return get_cost(p, v, sub, &d->output_cost_per_token);
+  }
   return cfg_warn(p, v, sub, "unknown key, ignored");
 }
 
@@ -423,20 +559,37 @@ static int parse_params(cfg_parser *p, yaml_node_t *k0, yaml_node_t *m, const ch
   return resolve_provider(p, e->model_node, sub, e, d);
 }
 
-static int parse_model_info(cfg_parser *p, yaml_node_t *m, const char *path, cfg_entry *e) {
+static int parse_model_info_key(cfg_parser *p, const char *key, yaml_node_t *v, const char *sub,
+                                cfg_deployment *d, cfg_entry *e) {
+  if (!strcmp(key, "id")) {
+    if (get_string(p, v, sub, &e->id) < 0) return -1;
+    if (!*e->id) return cfg_fail(p, v, sub, "must not be empty");
+    e->id_line = node_line(v);
+    return 0;
+  }
+  if (!strcmp(key, "supports_assistant_prefill"))
+    return is_null(v) ? 0 : get_bool(p, v, sub, &d->supports_prefill);
+  /* LiteLLM reads prices from either place; litellm_params wins (applied in parse_entry). */
+  if (!strcmp(key, "input_cost_per_token")) {
+    e->info_in_cost = 1;
+    return get_cost(p, v, sub, &e->info_in);
+  }
+  if (!strcmp(key, "output_cost_per_token")) {
+    e->info_out_cost = 1;
+    return get_cost(p, v, sub, &e->info_out);
+  }
+  return cfg_warn(p, v, sub, "unknown key, ignored");
+}
+
+static int parse_model_info(cfg_parser *p, yaml_node_t *m, const char *path, cfg_deployment *d,
+                            cfg_entry *e) {
   if (is_null(m)) return 0;
   if (check_mapping(p, m, path) < 0) return -1;
   for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
     yaml_node_t *k = node_at(p, pr->key), *v = node_at(p, pr->value);
     char sub[CFG_PATH_MAX];
     path_join(sub, path, scalar(k));
-    if (!strcmp(scalar(k), "id")) {
-      if (get_string(p, v, sub, &e->id) < 0) return -1;
-      if (!*e->id) return cfg_fail(p, v, sub, "must not be empty");
-      e->id_line = node_line(v);
-    } else if (cfg_warn(p, v, sub, "unknown key, ignored") < 0) {
-      return -1;
-    }
+    if (parse_model_info_key(p, scalar(k), v, sub, d, e) < 0) return -1;
   }
   return 0;
 }
@@ -484,7 +637,7 @@ static int parse_entry_keys(cfg_parser *p, yaml_node_t *item, const char *path,
       params = v;
       if (parse_params(p, k, v, sub, d, e) < 0) return -1;
     } else if (!strcmp(key, "model_info")) {
-      if (parse_model_info(p, v, sub, e) < 0) return -1;
+      if (parse_model_info(p, v, sub, d, e) < 0) return -1;
     } else if (cfg_warn(p, k, sub, "unknown key, ignored") < 0) {
       return -1;
     }
@@ -631,6 +784,8 @@ static int parse_entry(cfg_parser *p, yaml_node_t *item, const char *path) {
   free(e.provider);
   if (rv < 0) return -1;
   if (!e.has_timeout) d->timeout_ms = 0; /* filled with the router timeout later */
+  if (!e.params_in_cost && e.info_in_cost) d->input_cost_per_token = e.info_in;
+  if (!e.params_out_cost && e.info_out_cost) d->output_cost_per_token = e.info_out;
   if (!d->api_base) d->api_base = strdup(cfg_default_api_base(d->provider));
   if (!d->api_key) d->api_key = strdup("");
   if (!d->api_version) d->api_version = strdup("");
@@ -656,28 +811,38 @@ static int parse_model_list(cfg_parser *p, yaml_node_t *n) {
 
 /* ------------------------------------------------------------------ router_settings */
 
-static int add_fallback(cfg_parser *p, cfg_group *g, yaml_node_t *f, const char *path) {
+static int add_fallback(cfg_parser *p, cfg_group *g, enum cfg_fb_kind kind, yaml_node_t *f,
+                        const char *path) {
+  char ***list;
+  size_t *n;
   if (f->type != YAML_SCALAR_NODE) return cfg_fail(p, f, path, "must be a list of model groups");
   if (!cfg_find_group(p->cfg, scalar(f)))
     return cfg_fail(p, f, path, "unknown model group '%s'", scalar(f));
   if (!strcmp(scalar(f), g->name)) return cfg_fail(p, f, path, "'%s' falls back to itself", g->name);
-  if (cfg_group_add_fallback(g, scalar(f)) < 0) return cfg_fail(p, f, path, "out of memory");
+  group_fallback_list(g, kind, &list, &n);
+  if (strv_add(list, n, scalar(f)) < 0) return cfg_fail(p, f, path, "out of memory");
   return 0;
 }
 
 /* One "group: [fallback, ...]" pair; a single string is accepted as a one-item list. */
-static int add_fallbacks(cfg_parser *p, yaml_node_t *k, yaml_node_t *v, const char *path) {
+static int add_fallbacks(cfg_parser *p, enum cfg_fb_kind kind, yaml_node_t *k, yaml_node_t *v,
+                         const char *path) {
+  char ***list;
+  size_t *n;
   cfg_group *g = cfg_find_group(p->cfg, scalar(k));
   if (!g) return cfg_fail(p, k, path, "unknown model group '%s'", scalar(k));
-  if (g->nfallbacks) return cfg_fail(p, k, path, "fallbacks for '%s' given twice", g->name);
-  if (v->type == YAML_SCALAR_NODE) return add_fallback(p, g, v, path);
+  group_fallback_list(g, kind, &list, &n);
+  if (*n) return cfg_fail(p, k, path, "%s for '%s' given twice", cfg_fb_keys[kind], g->name);
+  if (v->type == YAML_SCALAR_NODE) return add_fallback(p, g, kind, v, path);
   if (v->type != YAML_SEQUENCE_NODE) return cfg_fail(p, v, path, "must be a list of model groups");
   for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++)
-    if (add_fallback(p, g, node_at(p, *it), path) < 0) return -1;
+    if (add_fallback(p, g, kind, node_at(p, *it), path) < 0) return -1;
   return 0;
 }
 
-static int parse_fallbacks(cfg_parser *p, yaml_node_t *n, const char *path) {
+/* fallbacks, context_window_fallbacks, content_policy_fallbacks: LiteLLM's list of
+ * one-key maps, [{"gpt-3.5": ["gpt-4-32k"]}]. */
+static int parse_fallbacks(cfg_parser *p, enum cfg_fb_kind kind, yaml_node_t *n, const char *path) {
   if (is_null(n)) return 0;
   if (n->type != YAML_SEQUENCE_NODE)
     return cfg_fail(p, n, path, "must be a list like [{\"group\": [\"other\"]}]");
@@ -690,38 +855,134 @@ static int parse_fallbacks(cfg_parser *p, yaml_node_t *n, const char *path) {
     for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
       char sub2[CFG_PATH_MAX];
       path_join(sub2, sub, scalar(node_at(p, pr->key)));
-      if (add_fallbacks(p, node_at(p, pr->key), node_at(p, pr->value), sub2) < 0) return -1;
+      if (add_fallbacks(p, kind, node_at(p, pr->key), node_at(p, pr->value), sub2) < 0) return -1;
     }
   }
   return 0;
 }
 
-static int parse_router(cfg_parser *p, yaml_node_t *n) {
-  cfg_router *r = &p->cfg->router;
+/* Numeric router_settings: integers ('i', in [min, max]) or seconds ('s' > 0, 'z' >= 0) → ms. */
+typedef struct cfg_num_key {
+  const char *key;  /* router_settings key */
+  char kind;        /* 'i' integer, 's' positive seconds, 'z' non-negative seconds */
+  uint32_t min;     /* 'i': smallest accepted value */
+  uint32_t max;     /* 'i': largest accepted value */
+  size_t off;       /* uint32_t field in cfg_router */
+} cfg_num_key;
+
+#define CFG_R(f) offsetof(cfg_router, f)
+static const cfg_num_key cfg_router_nums[] = {
+    {"num_retries", 'i', 0, UINT32_MAX, CFG_R(num_retries)},
+    {"timeout", 's', 0, 0, CFG_R(timeout_ms)},
+    {"allowed_fails", 'i', 0, UINT32_MAX, CFG_R(allowed_fails)},
+    {"cooldown_time", 'z', 0, 0, CFG_R(cooldown_ms)},
+    {"retry_backoff", 'z', 0, 0, CFG_R(retry_backoff_ms)},
+    {"retry_backoff_max", 'z', 0, 0, CFG_R(retry_backoff_max_ms)},
+    {"retry_budget_percent", 'i', 0, 100, CFG_R(retry_budget_percent)},
+    {"retry_budget_min_per_second", 'i', 0, UINT32_MAX, CFG_R(retry_budget_min_per_s)},
+    {"total_timeout", 'z', 0, 0, CFG_R(total_timeout_ms)},
+    {"max_retry_after", 'z', 0, 0, CFG_R(max_retry_after_ms)},
+    {"local_trip_failures", 'i', 1, UINT32_MAX, CFG_R(local_trip_failures)},
+    {"local_cooldown", 's', 0, 0, CFG_R(local_cooldown_ms)},
+};
+
+/* Returns 1 when key is not numeric, else 0 / -1 from the parse. */
+static int parse_router_num(cfg_parser *p, const char *key, yaml_node_t *v, const char *sub) {
+  for (size_t i = 0; i < sizeof cfg_router_nums / sizeof cfg_router_nums[0]; i++) {
+    const cfg_num_key *nk = &cfg_router_nums[i];
+    if (strcmp(key, nk->key) != 0) continue;
+    uint32_t *out = (uint32_t *)((char *)&p->cfg->router + nk->off);
+    if (nk->kind != 'i') return get_seconds_ms(p, v, sub, nk->kind == 'z', out);
+    if (nk->max == UINT32_MAX) return get_uint(p, v, sub, nk->min, out);
+    return get_uint_range(p, v, sub, nk->min, nk->max, out);
+  }
+  return 1;
+}
+
+static int parse_group_setting(cfg_parser *p, cfg_group *g, const char *key, yaml_node_t *v,
+                               const char *sub) {
+  if (!strcmp(key, "routing_strategy")) return get_strategy(p, v, sub, &g->routing_strategy);
+  if (!strcmp(key, "mid_stream_fallback")) return get_mid_stream(p, v, sub, &g->mid_stream_fallback);
+  if (!strcmp(key, "hedge")) return get_bool(p, v, sub, &g->hedge);
+  return cfg_fail(p, v, sub, "unknown key (valid: routing_strategy, mid_stream_fallback, hedge)");
+}
+
+/* model_group_settings: {GROUP: {routing_strategy, mid_stream_fallback, hedge}}. A typo
+ * here would silently route a group differently, so unknown names are errors. */
+static int parse_group_settings(cfg_parser *p, yaml_node_t *n, const char *path) {
   if (is_null(n)) return 0;
-  if (check_mapping(p, n, "router_settings") < 0) return -1;
+  if (check_mapping(p, n, path) < 0) return -1;
   for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top; pr++) {
-    yaml_node_t *k = node_at(p, pr->key), *v = node_at(p, pr->value);
-    const char *key = scalar(k);
+    yaml_node_t *k = node_at(p, pr->key), *m = node_at(p, pr->value);
     char sub[CFG_PATH_MAX];
-    path_join(sub, "router_settings", key);
-    int rv;
-    if (!strcmp(key, "num_retries")) rv = get_uint(p, v, sub, 0, &r->num_retries);
-    else if (!strcmp(key, "timeout")) rv = get_seconds_ms(p, v, sub, 0, &r->timeout_ms);
-    else if (!strcmp(key, "allowed_fails")) rv = get_uint(p, v, sub, 0, &r->allowed_fails);
-    else if (!strcmp(key, "cooldown_time")) rv = get_seconds_ms(p, v, sub, 1, &r->cooldown_ms);
-    else if (!strcmp(key, "fallbacks")) rv = parse_fallbacks(p, v, sub);
-    else if (!strcmp(key, "routing_strategy")) {
-      rv = get_string(p, v, sub, &r->routing_strategy);
-      if (rv == 0 && strcmp(r->routing_strategy, CFG_DEFAULT_ROUTING_STRATEGY) != 0)
-        rv = cfg_warn(p, v, sub, "unsupported routing strategy, simple-shuffle (weighted) is used");
-    } else rv = cfg_warn(p, k, sub, "unknown key, ignored");
-    if (rv < 0) return -1;
+    path_join(sub, path, scalar(k));
+    cfg_group *g = cfg_find_group(p->cfg, scalar(k));
+    if (!g) return cfg_fail(p, k, sub, "unknown model group '%s'", scalar(k));
+    if (is_null(m)) continue;
+    if (check_mapping(p, m, sub) < 0) return -1;
+    for (yaml_node_pair_t *q = m->data.mapping.pairs.start; q < m->data.mapping.pairs.top; q++) {
+      yaml_node_t *qk = node_at(p, q->key);
+      char sub2[CFG_PATH_MAX];
+      path_join(sub2, sub, scalar(qk));
+      if (parse_group_setting(p, g, scalar(qk), node_at(p, q->value), sub2) < 0) return -1;
+    }
   }
   return 0;
 }
 
+static int parse_router_key(cfg_parser *p, yaml_node_t *k, yaml_node_t *v, const char *sub) {
+  cfg_router *r = &p->cfg->router;
+  const char *key = scalar(k);
+  int rv = parse_router_num(p, key, v, sub);
+  if (rv <= 0) return rv;
+  for (int kind = CFG_FB_GENERAL; kind <= CFG_FB_CONTENT_POLICY; kind++)
+    if (!strcmp(key, cfg_fb_keys[kind])) return parse_fallbacks(p, kind, v, sub);
+  if (!strcmp(key, "routing_strategy")) return get_strategy(p, v, sub, &r->routing_strategy);
+  if (!strcmp(key, "mid_stream_fallback")) return get_mid_stream(p, v, sub, &r->mid_stream_fallback);
+  if (!strcmp(key, "model_group_settings")) return parse_group_settings(p, v, sub);
+  return cfg_warn(p, k, sub, "unknown key, ignored");
+}
+
+/* A first backoff above its cap would be silently clipped; say so instead. */
+static int check_backoff(cfg_parser *p, yaml_node_t *n) {
+  const cfg_router *r = &p->cfg->router;
+  if (r->retry_backoff_ms <= r->retry_backoff_max_ms) return 0;
+  yaml_node_t *max = NULL, *first = NULL;
+  for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top; pr++) {
+    if (!strcmp(scalar(node_at(p, pr->key)), "retry_backoff_max")) max = node_at(p, pr->value);
+    if (!strcmp(scalar(node_at(p, pr->key)), "retry_backoff")) first = node_at(p, pr->value);
+  }
+  if (max)
+    return cfg_fail(p, max, "router_settings.retry_backoff_max", "must not be less than retry_backoff (%g s)",
+                    r->retry_backoff_ms / 1000.0);
+  return cfg_fail(p, first, "router_settings.retry_backoff",
+                  "is more than retry_backoff_max (%g s by default); set retry_backoff_max too",
+                  r->retry_backoff_max_ms / 1000.0);
+}
+
+static int parse_router(cfg_parser *p, yaml_node_t *n) {
+  if (is_null(n)) return 0;
+  if (check_mapping(p, n, "router_settings") < 0) return -1;
+  for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top; pr++) {
+    yaml_node_t *k = node_at(p, pr->key), *v = node_at(p, pr->value);
+    char sub[CFG_PATH_MAX];
+    path_join(sub, "router_settings", scalar(k));
+    if (parse_router_key(p, k, v, sub) < 0) return -1;
+  }
+  return check_backoff(p, n);
+}
+
 /* ------------------------------------------------------------------ other sections */
+
+/* general_settings other than master_key: LiteLLM's background health checks. */
+static int parse_general_key(cfg_parser *p, yaml_node_t *k, yaml_node_t *v, const char *sub) {
+  cfg_router *r = &p->cfg->router;
+  const char *key = scalar(k);
+  if (!strcmp(key, "background_health_checks")) return get_bool(p, v, sub, &r->probes_enabled);
+  if (!strcmp(key, "health_check_interval")) return get_seconds_ms(p, v, sub, 0, &r->probe_interval_ms);
+  if (!strcmp(key, "health_check_timeout")) return get_seconds_ms(p, v, sub, 0, &r->probe_timeout_ms);
+  return cfg_warn(p, k, sub, "unknown key, ignored");
+}
 
 static int parse_general(cfg_parser *p, yaml_node_t *n) {
   if (is_null(n)) return 0;
@@ -738,7 +999,7 @@ static int parse_general(cfg_parser *p, yaml_node_t *n) {
       if (!*key) return cfg_fail(p, v, sub, "must not be empty");
       SHA256((const unsigned char *)key, strlen(key), p->cfg->master_key_sha256);
       p->cfg->has_master_key = 1;
-    } else if (cfg_warn(p, k, sub, "unknown key, ignored") < 0) {
+    } else if (parse_general_key(p, k, v, sub) < 0) {
       return -1;
     }
   }
@@ -760,14 +1021,23 @@ static int parse_env(cfg_parser *p, yaml_node_t *n) {
   return 0;
 }
 
-static int warn_all_keys(cfg_parser *p, yaml_node_t *n, const char *section) {
+/* litellm_settings: only the error-kind fallbacks (LiteLLM accepts them here too);
+ * everything else is reported and ignored. */
+static int parse_litellm(cfg_parser *p, yaml_node_t *n) {
   if (is_null(n)) return 0;
-  if (check_mapping(p, n, section) < 0) return -1;
+  if (check_mapping(p, n, "litellm_settings") < 0) return -1;
   for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top; pr++) {
+    yaml_node_t *k = node_at(p, pr->key);
     char sub[CFG_PATH_MAX];
-    path_join(sub, section, scalar(node_at(p, pr->key)));
-    if (cfg_warn(p, node_at(p, pr->key), sub, "litellm_settings are not supported, ignored") < 0)
-      return -1;
+    path_join(sub, "litellm_settings", scalar(k));
+    int rv;
+    if (!strcmp(scalar(k), cfg_fb_keys[CFG_FB_CONTEXT_WINDOW]))
+      rv = parse_fallbacks(p, CFG_FB_CONTEXT_WINDOW, node_at(p, pr->value), sub);
+    else if (!strcmp(scalar(k), cfg_fb_keys[CFG_FB_CONTENT_POLICY]))
+      rv = parse_fallbacks(p, CFG_FB_CONTENT_POLICY, node_at(p, pr->value), sub);
+    else
+      rv = cfg_warn(p, k, sub, "litellm_settings are not supported, ignored");
+    if (rv < 0) return -1;
   }
   return 0;
 }
@@ -802,13 +1072,15 @@ static int parse_root(cfg_parser *p) {
   if (!sec[SEC_MODELS]) return cfg_fail(p, root, "model_list", "missing");
   if (parse_env(p, sec[SEC_ENV]) < 0 || parse_model_list(p, sec[SEC_MODELS]) < 0 ||
       parse_router(p, sec[SEC_ROUTER]) < 0 || parse_general(p, sec[SEC_GENERAL]) < 0 ||
-      warn_all_keys(p, sec[SEC_LITELLM], "litellm_settings") < 0)
+      parse_litellm(p, sec[SEC_LITELLM]) < 0)
     return -1;
   sort_warnings(p->cfg);
   for (size_t i = 0; i < p->cfg->ndeployments; i++)
     if (!p->cfg->deployments[i].timeout_ms) p->cfg->deployments[i].timeout_ms = p->cfg->router.timeout_ms;
   if (!p->cfg->router.routing_strategy &&
       !(p->cfg->router.routing_strategy = strdup(CFG_DEFAULT_ROUTING_STRATEGY)))
+    return cfg_fail(p, root, "router_settings", "out of memory");
+  if (!p->cfg->router.mid_stream_fallback && !(p->cfg->router.mid_stream_fallback = strdup("continue")))
     return cfg_fail(p, root, "router_settings", "out of memory");
   return 0;
 }

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "llmesh.pb-c.h"
 #include "util.h"
@@ -15,6 +16,20 @@ typedef struct snap_parts {
   Llmesh__Deployment *deps;         /* ndeployments */
   Llmesh__Deployment **dep_ptrs;    /* ndeployments */
 } snap_parts;
+
+/* Providers known to accept a trailing assistant message as a prefill (continued, not
+ * answered): Anthropic, Claude on Bedrock / Vertex AI, DeepSeek, Mistral, Ollama. */
+static int snap_infer_prefill(const cfg_deployment *d) {
+  static const char *const always[] = {"anthropic", "deepseek", "mistral", "ollama"};
+  for (size_t i = 0; i < sizeof always / sizeof always[0]; i++)
+    if (!strcmp(d->provider, always[i])) return 1;
+  if (strcmp(d->provider, "bedrock") != 0 && strcmp(d->provider, "vertex_ai") != 0) return 0;
+  return strcasestr(d->upstream_model, "claude") || strcasestr(d->upstream_model, "anthropic.");
+}
+
+int snap_supports_prefill(const cfg_deployment *d) {
+  return d->supports_prefill >= 0 ? d->supports_prefill != 0 : snap_infer_prefill(d);
+}
 
 static void snap_fill_deployment(Llmesh__Deployment *p, const cfg_deployment *d) {
   llmesh__deployment__init(p);
@@ -38,14 +53,49 @@ static void snap_fill_deployment(Llmesh__Deployment *p, const cfg_deployment *d)
   p->gcp_project = d->gcp_project;
   p->gcp_location = d->gcp_location;
   p->gcp_credentials = d->gcp_credentials;
+  p->order = d->order;
+  p->input_cost_per_token = d->input_cost_per_token;
+  p->output_cost_per_token = d->output_cost_per_token;
+  p->supports_prefill = snap_supports_prefill(d);
+}
+
+/* Borrowed strings: "" stands for NULL ("the router's setting"). */
+static char *snap_str(const char *s) { return (char *)(s ? s : ""); }
+
+static void snap_fill_group(Llmesh__ModelGroup *p, const cfg_group *g) {
+  llmesh__model_group__init(p);
+  p->name = g->name;
+  p->n_fallbacks = g->nfallbacks;
+  p->fallbacks = g->fallbacks;
+  p->n_context_window_fallbacks = g->ncw_fallbacks;
+  p->context_window_fallbacks = g->cw_fallbacks;
+  p->n_content_policy_fallbacks = g->ncp_fallbacks;
+  p->content_policy_fallbacks = g->cp_fallbacks;
+  p->routing_strategy = snap_str(g->routing_strategy);
+  p->mid_stream_fallback = snap_str(g->mid_stream_fallback);
+  p->hedge = g->hedge != 0;
+}
+
+static void snap_fill_router(Llmesh__RouterSettings *p, const cfg_router *r) {
+  llmesh__router_settings__init(p);
+  p->num_retries = r->num_retries;
+  p->timeout_ms = r->timeout_ms;
+  p->allowed_fails = r->allowed_fails;
+  p->cooldown_ms = r->cooldown_ms;
+  p->routing_strategy = snap_str(r->routing_strategy ? r->routing_strategy : CFG_DEFAULT_ROUTING_STRATEGY);
+  p->retry_backoff_ms = r->retry_backoff_ms;
+  p->retry_backoff_max_ms = r->retry_backoff_max_ms;
+  p->retry_budget_percent = r->retry_budget_percent;
+  p->retry_budget_min_per_s = r->retry_budget_min_per_s;
+  p->total_timeout_ms = r->total_timeout_ms;
+  p->max_retry_after_ms = r->max_retry_after_ms;
+  p->local_trip_failures = r->local_trip_failures;
+  p->local_cooldown_ms = r->local_cooldown_ms;
+  p->mid_stream_fallback = snap_str(r->mid_stream_fallback ? r->mid_stream_fallback : "continue");
 }
 
 static int snap_fill(Llmesh__Snapshot *s, snap_parts *pp, const cfg_config *c) {
-  llmesh__router_settings__init(&pp->router);
-  pp->router.num_retries = c->router.num_retries;
-  pp->router.timeout_ms = c->router.timeout_ms;
-  pp->router.allowed_fails = c->router.allowed_fails;
-  pp->router.cooldown_ms = c->router.cooldown_ms;
+  snap_fill_router(&pp->router, &c->router);
   s->router = &pp->router;
   pp->groups = calloc(c->ngroups + 1, sizeof *pp->groups);
   pp->group_ptrs = calloc(c->ngroups + 1, sizeof *pp->group_ptrs);
@@ -53,10 +103,7 @@ static int snap_fill(Llmesh__Snapshot *s, snap_parts *pp, const cfg_config *c) {
   pp->dep_ptrs = calloc(c->ndeployments + 1, sizeof *pp->dep_ptrs);
   if (!pp->groups || !pp->group_ptrs || !pp->deps || !pp->dep_ptrs) return -ENOMEM;
   for (size_t i = 0; i < c->ngroups; i++) {
-    llmesh__model_group__init(&pp->groups[i]);
-    pp->groups[i].name = c->groups[i].name;
-    pp->groups[i].n_fallbacks = c->groups[i].nfallbacks;
-    pp->groups[i].fallbacks = c->groups[i].fallbacks;
+    snap_fill_group(&pp->groups[i], &c->groups[i]);
     pp->group_ptrs[i] = &pp->groups[i];
   }
   for (size_t i = 0; i < c->ndeployments; i++) {

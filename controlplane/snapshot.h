@@ -22,6 +22,9 @@ typedef struct snap_meta {
   size_t nhealth;
 } snap_meta;
 
+/* Whether d accepts an assistant prefill (Deployment.supports_prefill): the configured
+ * model_info.supports_assistant_prefill, else inferred from the provider (1 or 0). */
+int snap_supports_prefill(const cfg_deployment *d);
 /* Packs the snapshot of c into a new NNG message. Returns 0 or a negative errno. */
 int snap_build_msg(const cfg_config *c, const snap_meta *m, uint64_t published_at_ms,
                    nng_msg **out);

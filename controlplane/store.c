@@ -3,11 +3,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <openssl/crypto.h>
 #include <sqlite3.h>
 
@@ -123,6 +125,49 @@ static char **store_secret_field(cfg_deployment *d, int i) {
   return f[i];
 }
 
+/* Numbers of cfg_router kept in router_settings.tunables (migration 4): one JSON object,
+ * so a new tunable needs no migration. A key missing from the object keeps its default. */
+static const struct {
+  const char *key; /* JSON key */
+  size_t off;      /* uint32_t field of cfg_router */
+} store_tunables[] = {
+    {"retry_backoff_ms", offsetof(cfg_router, retry_backoff_ms)},
+    {"retry_backoff_max_ms", offsetof(cfg_router, retry_backoff_max_ms)},
+    {"retry_budget_percent", offsetof(cfg_router, retry_budget_percent)},
+    {"retry_budget_min_per_s", offsetof(cfg_router, retry_budget_min_per_s)},
+    {"total_timeout_ms", offsetof(cfg_router, total_timeout_ms)},
+    {"max_retry_after_ms", offsetof(cfg_router, max_retry_after_ms)},
+    {"local_trip_failures", offsetof(cfg_router, local_trip_failures)},
+    {"local_cooldown_ms", offsetof(cfg_router, local_cooldown_ms)},
+    {"probe_interval_ms", offsetof(cfg_router, probe_interval_ms)},
+    {"probe_timeout_ms", offsetof(cfg_router, probe_timeout_ms)},
+};
+#define STORE_NTUNABLES (sizeof store_tunables / sizeof store_tunables[0])
+
+static uint32_t *store_tunable(cfg_router *r, size_t i) {
+  return (uint32_t *)((char *)r + store_tunables[i].off);
+}
+
+/* Kinds of group_fallbacks rows, indexed like the lists of cfg_group. */
+#define STORE_NKINDS 3
+static const char *const store_fb_kinds[STORE_NKINDS] = {"general", "context_window", "content_policy"};
+
+static void store_fb_list(cfg_group *g, int kind, char ****v, size_t **n) {
+  if (kind == 1) *v = &g->cw_fallbacks, *n = &g->ncw_fallbacks;
+  else if (kind == 2) *v = &g->cp_fallbacks, *n = &g->ncp_fallbacks;
+  else *v = &g->fallbacks, *n = &g->nfallbacks;
+}
+
+/* Appends a copy of s to the list *v of *n entries. Returns 0 or -ENOMEM. */
+static int store_list_add(char ***v, size_t *n, const char *s) {
+  char **f = realloc(*v, (*n + 1) * sizeof *f);
+  if (!f) return -ENOMEM;
+  *v = f;
+  if (!(f[*n] = strdup(s))) return -ENOMEM;
+  (*n)++;
+  return 0;
+}
+
 /* AAD of secret column tag of row name: name "\0" tag (a name holds no NUL). */
 static int store_aad(const char *name, const char *tag, buf_t *aad) {
   buf_reset(aad);
@@ -236,24 +281,49 @@ void store_close(store_t *s) {
 
 static void canon_str(buf_t *b, const char *s) { buf_printf(b, "%zu:%s;", strlen(s), s); }
 static void canon_u32(buf_t *b, uint32_t v) { buf_printf(b, "%u;", v); }
+static void canon_int(buf_t *b, int v) { buf_printf(b, "%d;", v); }
+static void canon_f64(buf_t *b, double v) { buf_printf(b, "%a;", v); } /* hex float: exact */
+/* NULL ("the router's") is distinct from any string, "" included. */
+static void canon_opt(buf_t *b, const char *s) {
+  if (s) canon_str(b, s);
+  else buf_printf(b, "-;");
+}
+
+static void canon_list(buf_t *b, char *const *v, size_t n) {
+  canon_u32(b, (uint32_t)n);
+  for (size_t j = 0; j < n; j++) canon_str(b, v[j]);
+}
+
+static void canon_router(buf_t *b, const cfg_router *r) {
+  canon_u32(b, r->num_retries);
+  canon_u32(b, r->timeout_ms);
+  canon_u32(b, r->allowed_fails);
+  canon_u32(b, r->cooldown_ms);
+  canon_str(b, r->routing_strategy ? r->routing_strategy : "");
+  for (size_t i = 0; i < STORE_NTUNABLES; i++) canon_u32(b, *store_tunable((cfg_router *)r, i));
+  canon_int(b, r->probes_enabled);
+  canon_opt(b, r->mid_stream_fallback);
+}
+
+static void canon_group(buf_t *b, const cfg_group *g) {
+  canon_str(b, g->name);
+  canon_list(b, g->fallbacks, g->nfallbacks);
+  canon_list(b, g->cw_fallbacks, g->ncw_fallbacks);
+  canon_list(b, g->cp_fallbacks, g->ncp_fallbacks);
+  canon_opt(b, g->routing_strategy);
+  canon_opt(b, g->mid_stream_fallback);
+  canon_int(b, g->hedge);
+}
 
 /* Canonical, unambiguous (length-prefixed) text of everything a snapshot carries. */
 static int store_content_hmac(const keys_t *k, const cfg_config *c, uint8_t out[32]) {
   buf_t b = {0};
-  const cfg_router *r = &c->router;
-  buf_printf(&b, "llmesh-config-v1;");
-  canon_u32(&b, r->num_retries);
-  canon_u32(&b, r->timeout_ms);
-  canon_u32(&b, r->allowed_fails);
-  canon_u32(&b, r->cooldown_ms);
-  canon_str(&b, r->routing_strategy ? r->routing_strategy : "");
+  /* v2: routing config of issue 5; the first import after an upgrade bumps the version once */
+  buf_printf(&b, "llmesh-config-v2;");
+  canon_router(&b, &c->router);
   canon_u32(&b, (uint32_t)c->has_master_key);
   if (c->has_master_key) buf_append(&b, c->master_key_sha256, 32);
-  for (size_t i = 0; i < c->ngroups; i++) {
-    canon_str(&b, c->groups[i].name);
-    canon_u32(&b, (uint32_t)c->groups[i].nfallbacks);
-    for (size_t j = 0; j < c->groups[i].nfallbacks; j++) canon_str(&b, c->groups[i].fallbacks[j]);
-  }
+  for (size_t i = 0; i < c->ngroups; i++) canon_group(&b, &c->groups[i]);
   for (size_t i = 0; i < c->ndeployments; i++) {
     const cfg_deployment *d = &c->deployments[i];
     canon_str(&b, d->name);
@@ -276,6 +346,10 @@ static int store_content_hmac(const keys_t *k, const cfg_config *c, uint8_t out[
     canon_u32(&b, d->connect_timeout_ms);
     canon_u32(&b, d->rpm);
     canon_u32(&b, d->tpm);
+    canon_u32(&b, d->order);
+    canon_f64(&b, d->input_cost_per_token);
+    canon_f64(&b, d->output_cost_per_token);
+    canon_int(&b, d->supports_prefill);
   }
   int rv = b.data ? keys_hmac(k, b.data, b.len, out) : -ENOMEM;
   if (b.data) OPENSSL_cleanse(b.data, b.cap);
@@ -303,45 +377,94 @@ static int store_read_state(store_t *s, const uint8_t hmac[32], uint64_t *versio
   return same;
 }
 
+/* router_settings.tunables text (malloc'd, compact, sorted keys) or NULL on ENOMEM. */
+static char *store_tunables_json(const cfg_router *r) {
+  json_t *o = json_object();
+  int bad = !o;
+  for (size_t i = 0; !bad && i < STORE_NTUNABLES; i++)
+    bad = json_object_set_new(o, store_tunables[i].key, json_integer(*store_tunable((cfg_router *)r, i)));
+  if (!bad) bad = json_object_set_new(o, "probes_enabled", json_boolean(r->probes_enabled));
+  if (!bad && r->mid_stream_fallback)
+    bad = json_object_set_new(o, "mid_stream_fallback", json_string(r->mid_stream_fallback));
+  char *text = bad ? NULL : json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+  json_decref(o);
+  return text;
+}
+
 static int store_put_router(store_t *s, const cfg_config *c, char *err, size_t errlen) {
   sqlite3_stmt *st;
-  if (store_prepare(s, "INSERT INTO router_settings (id, num_retries, timeout_ms, allowed_fails, cooldown_ms,"
-                       " routing_strategy, master_key_sha256) VALUES (1, ?, ?, ?, ?, ?, ?)", &st, err, errlen) < 0)
+  char *tunables = store_tunables_json(&c->router);
+  if (!tunables) {
+    snprintf(err, errlen, "%s: out of memory", s->path);
     return -1;
+  }
+  if (store_prepare(s, "INSERT INTO router_settings (id, num_retries, timeout_ms, allowed_fails, cooldown_ms,"
+                       " routing_strategy, master_key_sha256, tunables) VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
+                    &st, err, errlen) < 0) {
+    free(tunables);
+    return -1;
+  }
   sqlite3_bind_int64(st, 1, c->router.num_retries);
   sqlite3_bind_int64(st, 2, c->router.timeout_ms);
   sqlite3_bind_int64(st, 3, c->router.allowed_fails);
   sqlite3_bind_int64(st, 4, c->router.cooldown_ms);
   sqlite3_bind_text(st, 5, c->router.routing_strategy ? c->router.routing_strategy : "", -1, SQLITE_STATIC);
   if (c->has_master_key) sqlite3_bind_blob(st, 6, c->master_key_sha256, 32, SQLITE_STATIC);
+  sqlite3_bind_text(st, 7, tunables, -1, SQLITE_STATIC);
   int rc = sqlite3_step(st);
   sqlite3_finalize(st);
+  free(tunables);
   return rc == SQLITE_DONE ? 0 : store_fail(s, err, errlen, "insert router_settings");
+}
+
+static void store_bind_opt(sqlite3_stmt *st, int col, const char *v) {
+  if (v) sqlite3_bind_text(st, col, v, -1, SQLITE_STATIC);
+  else sqlite3_bind_null(st, col);
+}
+
+/* Fallback rows of one group, every kind; positions run on across kinds because the
+ * primary key is (group_name, position). */
+static int store_put_fallbacks(sqlite3_stmt *f, cfg_group *g) {
+  int rc = SQLITE_DONE;
+  sqlite3_int64 pos = 0;
+  for (int kind = 0; kind < STORE_NKINDS; kind++) {
+    char ***v;
+    size_t *n;
+    store_fb_list(g, kind, &v, &n);
+    for (size_t j = 0; j < *n && rc == SQLITE_DONE; j++) {
+      sqlite3_bind_text(f, 1, g->name, -1, SQLITE_STATIC);
+      sqlite3_bind_int64(f, 2, pos++);
+      sqlite3_bind_text(f, 3, (*v)[j], -1, SQLITE_STATIC);
+      sqlite3_bind_text(f, 4, store_fb_kinds[kind], -1, SQLITE_STATIC);
+      rc = sqlite3_step(f);
+      sqlite3_reset(f);
+    }
+  }
+  return rc;
 }
 
 static int store_put_groups(store_t *s, const cfg_config *c, char *err, size_t errlen) {
   sqlite3_stmt *g, *f;
-  if (store_prepare(s, "INSERT INTO model_groups (name, position) VALUES (?, ?)", &g, err, errlen) < 0) return -1;
-  if (store_prepare(s, "INSERT INTO group_fallbacks (group_name, position, fallback) VALUES (?, ?, ?)", &f, err, errlen) < 0) {
+  if (store_prepare(s, "INSERT INTO model_groups (name, position, routing_strategy, mid_stream_fallback, hedge)"
+                       " VALUES (?, ?, ?, ?, ?)", &g, err, errlen) < 0)
+    return -1;
+  if (store_prepare(s, "INSERT INTO group_fallbacks (group_name, position, fallback, kind) VALUES (?, ?, ?, ?)",
+                    &f, err, errlen) < 0) {
     sqlite3_finalize(g);
     return -1;
   }
   int rc = SQLITE_DONE;
   for (size_t i = 0; i < c->ngroups && rc == SQLITE_DONE; i++) {
-    sqlite3_bind_text(g, 1, c->groups[i].name, -1, SQLITE_STATIC);
+    const cfg_group *cg = &c->groups[i];
+    sqlite3_bind_text(g, 1, cg->name, -1, SQLITE_STATIC);
     sqlite3_bind_int64(g, 2, (sqlite3_int64)i);
+    store_bind_opt(g, 3, cg->routing_strategy);
+    store_bind_opt(g, 4, cg->mid_stream_fallback);
+    sqlite3_bind_int64(g, 5, cg->hedge);
     rc = sqlite3_step(g);
     sqlite3_reset(g);
   }
-  for (size_t i = 0; i < c->ngroups && rc == SQLITE_DONE; i++) {
-    for (size_t j = 0; j < c->groups[i].nfallbacks && rc == SQLITE_DONE; j++) {
-      sqlite3_bind_text(f, 1, c->groups[i].name, -1, SQLITE_STATIC);
-      sqlite3_bind_int64(f, 2, (sqlite3_int64)j);
-      sqlite3_bind_text(f, 3, c->groups[i].fallbacks[j], -1, SQLITE_STATIC);
-      rc = sqlite3_step(f);
-      sqlite3_reset(f);
-    }
-  }
+  for (size_t i = 0; i < c->ngroups && rc == SQLITE_DONE; i++) rc = store_put_fallbacks(f, &c->groups[i]);
   sqlite3_finalize(g);
   sqlite3_finalize(f);
   return rc == SQLITE_DONE ? 0 : store_fail(s, err, errlen, "insert model_groups");
@@ -388,6 +511,10 @@ static int store_put_deployment(store_t *s, sqlite3_stmt *st, const keys_t *k,
   sqlite3_bind_text(st, 18, d->aws_region, -1, SQLITE_STATIC);
   sqlite3_bind_text(st, 19, d->gcp_project, -1, SQLITE_STATIC);
   sqlite3_bind_text(st, 20, d->gcp_location, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 22, d->order);
+  sqlite3_bind_double(st, 23, d->input_cost_per_token);
+  sqlite3_bind_double(st, 24, d->output_cost_per_token);
+  sqlite3_bind_int64(st, 25, d->supports_prefill);
   int rc = rv == 0 ? sqlite3_step(st) : SQLITE_ERROR;
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
@@ -406,8 +533,9 @@ static int store_put_deployments(store_t *s, const keys_t *k, const cfg_config *
   if (store_prepare(s, "INSERT INTO deployments (name, position, model_group, provider, upstream_model,"
                        " api_base, api_key_enc, api_version, weight, timeout_ms, stream_timeout_ms,"
                        " connect_timeout_ms, rpm, tpm, aws_access_key_id_enc, aws_secret_access_key_enc,"
-                       " aws_session_token_enc, aws_region, gcp_project, gcp_location, gcp_credentials_enc)"
-                       " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &st, err, errlen) < 0)
+                       " aws_session_token_enc, aws_region, gcp_project, gcp_location, gcp_credentials_enc,"
+                       " priority_order, input_cost_per_token, output_cost_per_token, supports_prefill)"
+                       " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &st, err, errlen) < 0)
     return -1;
   int rv = 0;
   for (size_t i = 0; i < c->ndeployments && rv == 0; i++)
@@ -473,10 +601,35 @@ static char *col_dup(sqlite3_stmt *st, int i) {
   return strdup(t ? (const char *)t : "");
 }
 
+/* Fills r from the tunables JSON; absent keys keep cfg_init's defaults (a v3 database
+ * migrated forward holds '{}'). A value of the wrong type or range is corruption: -1. */
+static int store_read_tunables(cfg_router *r, const char *text) {
+  json_t *o = json_loads(text ? text : "{}", 0, NULL), *v;
+  int rv = json_is_object(o) ? 0 : -1;
+  for (size_t i = 0; rv == 0 && i < STORE_NTUNABLES; i++) {
+    if (!(v = json_object_get(o, store_tunables[i].key))) continue;
+    json_int_t x = json_is_integer(v) ? json_integer_value(v) : -1;
+    if (x < 0 || x > (json_int_t)UINT32_MAX) rv = -1;
+    else *store_tunable(r, i) = (uint32_t)x;
+  }
+  if (rv == 0 && (v = json_object_get(o, "probes_enabled"))) {
+    if (json_is_boolean(v)) r->probes_enabled = json_is_true(v);
+    else rv = -1;
+  }
+  const char *msf = "continue"; /* the default, as after a parse */
+  if (rv == 0 && (v = json_object_get(o, "mid_stream_fallback"))) {
+    if (json_is_string(v)) msf = json_string_value(v);
+    else rv = -1;
+  }
+  if (rv == 0 && !(r->mid_stream_fallback = strdup(msf))) rv = -1;
+  json_decref(o);
+  return rv;
+}
+
 static int store_get_router(store_t *s, cfg_config *c, char *err, size_t errlen) {
   sqlite3_stmt *st;
   if (store_prepare(s, "SELECT num_retries, timeout_ms, allowed_fails, cooldown_ms, routing_strategy,"
-                       " master_key_sha256 FROM router_settings WHERE id = 1", &st, err, errlen) < 0)
+                       " master_key_sha256, tunables FROM router_settings WHERE id = 1", &st, err, errlen) < 0)
     return -1;
   int rv = -1;
   if (sqlite3_step(st) == SQLITE_ROW) {
@@ -490,27 +643,67 @@ static int store_get_router(store_t *s, cfg_config *c, char *err, size_t errlen)
       c->has_master_key = 1;
     }
     rv = c->router.routing_strategy ? 0 : -1;
+    if (rv == 0 && store_read_tunables(&c->router, (const char *)sqlite3_column_text(st, 6)) < 0) {
+      sqlite3_finalize(st);
+      snprintf(err, errlen, "%s: router_settings.tunables is not a valid tunables object", s->path);
+      return -1;
+    }
   }
   sqlite3_finalize(st);
   return rv == 0 ? 0 : store_fail(s, err, errlen, "read router_settings");
 }
 
-static int store_get_groups(store_t *s, cfg_config *c, char *err, size_t errlen) {
+/* NULL for SQL NULL, else a copy; *bad set on ENOMEM. */
+static char *col_opt(sqlite3_stmt *st, int i, int *bad) {
+  if (sqlite3_column_type(st, i) == SQLITE_NULL) return NULL;
+  char *v = strdup((const char *)sqlite3_column_text(st, i));
+  if (!v) *bad = 1;
+  return v;
+}
+
+static int store_get_fallbacks(store_t *s, cfg_config *c, char *err, size_t errlen) {
   sqlite3_stmt *st;
   int rc, rv = 0;
-  if (store_prepare(s, "SELECT name FROM model_groups ORDER BY position", &st, err, errlen) < 0) return -1;
-  while (rv == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)
-    if (!cfg_add_group(c, (const char *)sqlite3_column_text(st, 0))) rv = -1;
-  sqlite3_finalize(st);
-  if (rv < 0 || store_prepare(s, "SELECT group_name, fallback FROM group_fallbacks"
-                                 " ORDER BY group_name, position", &st, err, errlen) < 0)
-    return store_fail(s, err, errlen, "read model_groups");
+  if (store_prepare(s, "SELECT group_name, fallback, kind FROM group_fallbacks"
+                       " ORDER BY group_name, position", &st, err, errlen) < 0)
+    return -1;
   while (rv == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
     cfg_group *g = cfg_find_group(c, (const char *)sqlite3_column_text(st, 0));
-    if (!g || cfg_group_add_fallback(g, (const char *)sqlite3_column_text(st, 1)) < 0) rv = -1;
+    const char *kind = (const char *)sqlite3_column_text(st, 2);
+    int k = 0;
+    while (k < STORE_NKINDS && strcmp(kind, store_fb_kinds[k])) k++;
+    char ***v;
+    size_t *n;
+    if (!g || k == STORE_NKINDS) {
+      rv = -1;
+      break;
+    }
+    store_fb_list(g, k, &v, &n);
+    if (store_list_add(v, n, (const char *)sqlite3_column_text(st, 1)) < 0) rv = -1;
   }
   sqlite3_finalize(st);
   return rv == 0 ? 0 : store_fail(s, err, errlen, "read group_fallbacks");
+}
+
+static int store_get_groups(store_t *s, cfg_config *c, char *err, size_t errlen) {
+  sqlite3_stmt *st;
+  int rv = 0;
+  if (store_prepare(s, "SELECT name, routing_strategy, mid_stream_fallback, hedge FROM model_groups"
+                       " ORDER BY position", &st, err, errlen) < 0)
+    return -1;
+  while (rv == 0 && sqlite3_step(st) == SQLITE_ROW) {
+    cfg_group *g = cfg_add_group(c, (const char *)sqlite3_column_text(st, 0));
+    int bad = !g;
+    if (g) {
+      g->routing_strategy = col_opt(st, 1, &bad);
+      g->mid_stream_fallback = col_opt(st, 2, &bad);
+      g->hedge = sqlite3_column_int(st, 3) != 0;
+    }
+    if (bad) rv = -1;
+  }
+  sqlite3_finalize(st);
+  if (rv < 0) return store_fail(s, err, errlen, "read model_groups");
+  return store_get_fallbacks(s, c, err, errlen);
 }
 
 static int store_get_deployment(store_t *s, sqlite3_stmt *st, const keys_t *k, cfg_config *c,
@@ -529,6 +722,10 @@ static int store_get_deployment(store_t *s, sqlite3_stmt *st, const keys_t *k, c
   d->aws_region = col_dup(st, 16);
   d->gcp_project = col_dup(st, 17);
   d->gcp_location = col_dup(st, 18);
+  d->order = (uint32_t)sqlite3_column_int64(st, 20);
+  d->input_cost_per_token = sqlite3_column_double(st, 21);
+  d->output_cost_per_token = sqlite3_column_double(st, 22);
+  d->supports_prefill = sqlite3_column_int(st, 23);
   if (!d->name || !d->model_group || !d->provider || !d->upstream_model || !d->api_base || !d->api_version ||
       !d->aws_region || !d->gcp_project || !d->gcp_location)
     return store_fail(s, err, errlen, "out of memory");
@@ -571,7 +768,8 @@ static int store_get_deployments(store_t *s, const keys_t *k, cfg_config *c, cha
   if (store_prepare(s, "SELECT name, model_group, provider, upstream_model, api_base, api_key_enc,"
                        " api_version, weight, timeout_ms, stream_timeout_ms, connect_timeout_ms, rpm, tpm,"
                        " aws_access_key_id_enc, aws_secret_access_key_enc, aws_session_token_enc,"
-                       " aws_region, gcp_project, gcp_location, gcp_credentials_enc"
+                       " aws_region, gcp_project, gcp_location, gcp_credentials_enc,"
+                       " priority_order, input_cost_per_token, output_cost_per_token, supports_prefill"
                        " FROM deployments ORDER BY position", &st, err, errlen) < 0)
     return -1;
   int rc, rv = 0;

@@ -1,6 +1,7 @@
 /* test_store.c — SQLite store: migrations, WAL, STRICT, version bumps only on change,
  * round trip with decrypted keys, refusal of newer schemas, no plaintext secrets in the
- * database or its WAL. */
+ * database or its WAL; the routing config of issue 5 (every field round-trips, each one
+ * alone bumps the version, an identical re-import does not). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -306,6 +307,245 @@ static void test_no_plaintext_secrets(void **state) {
   free(json);
 }
 
+
+/* ------------------------------------------------------------------ routing config (issue 5) */
+
+static const char *config_routing =
+    "model_list:\n"
+    "  - model_name: smart\n"
+    "    litellm_params: {model: openai/gpt-4o, order: 1, input_cost_per_token: 0.0000025,"
+    " output_cost_per_token: 0.00001}\n"
+    "  - model_name: smart\n"
+    "    litellm_params: {model: anthropic/claude-3-5-sonnet, order: 2}\n"
+    "    model_info: {input_cost_per_token: 0.000003, supports_assistant_prefill: true}\n"
+    "  - model_name: small\n"
+    "    litellm_params: {model: openai/gpt-4o-mini}\n"
+    "    model_info: {supports_assistant_prefill: false}\n"
+    "  - model_name: long\n"
+    "    litellm_params: {model: openai/gpt-4-32k}\n"
+    "router_settings:\n"
+    "  routing_strategy: least-busy\n"
+    "  retry_backoff: 0.2\n"
+    "  retry_backoff_max: 3\n"
+    "  retry_budget_percent: 15\n"
+    "  retry_budget_min_per_second: 4\n"
+    "  total_timeout: 45\n"
+    "  max_retry_after: 6\n"
+    "  local_trip_failures: 4\n"
+    "  local_cooldown: 2\n"
+    "  mid_stream_fallback: error\n"
+    "  fallbacks: [{smart: [small]}]\n"
+    "  context_window_fallbacks: [{smart: [long, small]}, {small: long}]\n"
+    "  content_policy_fallbacks: [{smart: [small]}]\n"
+    "  model_group_settings:\n"
+    "    smart: {routing_strategy: cost-based-routing, mid_stream_fallback: continue, hedge: true}\n"
+    "general_settings: {background_health_checks: false, health_check_interval: 20, health_check_timeout: 4}\n";
+
+static int opt_equal(const char *a, const char *b) { return a == b || (a && b && !strcmp(a, b)); }
+
+static void assert_list_equal(char **a, size_t na, char **b, size_t nb) {
+  assert_int_equal(na, nb);
+  for (size_t i = 0; i < na; i++) assert_string_equal(a[i], b[i]);
+}
+
+/* Every routing field of a equals b's (the older fields are covered above). */
+static void assert_routing_equal(const cfg_config *a, const cfg_config *b) {
+  const cfg_router *ra = &a->router, *rb = &b->router;
+  assert_string_equal(ra->routing_strategy, rb->routing_strategy);
+  assert_int_equal(ra->retry_backoff_ms, rb->retry_backoff_ms);
+  assert_int_equal(ra->retry_backoff_max_ms, rb->retry_backoff_max_ms);
+  assert_int_equal(ra->retry_budget_percent, rb->retry_budget_percent);
+  assert_int_equal(ra->retry_budget_min_per_s, rb->retry_budget_min_per_s);
+  assert_int_equal(ra->total_timeout_ms, rb->total_timeout_ms);
+  assert_int_equal(ra->max_retry_after_ms, rb->max_retry_after_ms);
+  assert_int_equal(ra->local_trip_failures, rb->local_trip_failures);
+  assert_int_equal(ra->local_cooldown_ms, rb->local_cooldown_ms);
+  assert_true(opt_equal(ra->mid_stream_fallback, rb->mid_stream_fallback));
+  assert_int_equal(ra->probes_enabled, rb->probes_enabled);
+  assert_int_equal(ra->probe_interval_ms, rb->probe_interval_ms);
+  assert_int_equal(ra->probe_timeout_ms, rb->probe_timeout_ms);
+  assert_int_equal(a->ngroups, b->ngroups);
+  for (size_t i = 0; i < a->ngroups; i++) {
+    const cfg_group *ga = &a->groups[i], *gb = &b->groups[i];
+    assert_string_equal(ga->name, gb->name);
+    assert_list_equal(ga->fallbacks, ga->nfallbacks, gb->fallbacks, gb->nfallbacks);
+    assert_list_equal(ga->cw_fallbacks, ga->ncw_fallbacks, gb->cw_fallbacks, gb->ncw_fallbacks);
+    assert_list_equal(ga->cp_fallbacks, ga->ncp_fallbacks, gb->cp_fallbacks, gb->ncp_fallbacks);
+    assert_true(opt_equal(ga->routing_strategy, gb->routing_strategy));
+    assert_true(opt_equal(ga->mid_stream_fallback, gb->mid_stream_fallback));
+    assert_int_equal(ga->hedge, gb->hedge);
+  }
+  assert_int_equal(a->ndeployments, b->ndeployments);
+  for (size_t i = 0; i < a->ndeployments; i++) {
+    const cfg_deployment *da = &a->deployments[i], *db = &b->deployments[i];
+    assert_int_equal(da->order, db->order);
+    assert_true(da->input_cost_per_token == db->input_cost_per_token);
+    assert_true(da->output_cost_per_token == db->output_cost_per_token);
+    assert_int_equal(da->supports_prefill, db->supports_prefill);
+  }
+}
+
+static void test_routing_round_trip(void **state) {
+  fixture *f = *state;
+  store_t *s = open_store(f);
+  cfg_config a, b;
+  uint64_t v;
+  int changed;
+  parse(f, config_routing, &a);
+  assert_int_equal(store_import(s, &f->keys, &a, &v, &changed, f->err, sizeof f->err), 0);
+  assert_int_equal(store_load(s, &f->keys, &b, &v, f->err, sizeof f->err), 1);
+  assert_routing_equal(&a, &b);
+  /* spot checks that the parse gave non-default values, so equality means something */
+  assert_int_equal(b.router.retry_budget_percent, 15);
+  assert_false(b.router.probes_enabled);
+  assert_string_equal(b.router.mid_stream_fallback, "error");
+  assert_int_equal(b.groups[0].ncw_fallbacks, 2);
+  assert_int_equal(b.deployments[1].supports_prefill, 1);
+  assert_int_equal(b.deployments[2].supports_prefill, 0);
+  assert_int_equal(b.deployments[3].supports_prefill, -1);
+  assert_true(b.deployments[0].input_cost_per_token == 0.0000025);
+  assert_int_equal(store_import(s, &f->keys, &b, &v, &changed, f->err, sizeof f->err), 0);
+  assert_false(changed);
+  cfg_free(&a);
+  cfg_free(&b);
+
+  /* rows: one position sequence per group across kinds (PRIMARY KEY (group_name, position)) */
+  sqlite3 *db;
+  sqlite3_stmt *q;
+  assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_prepare_v2(db, "SELECT group_concat(position || ':' || kind || ':' || fallback, ',')"
+                                          " FROM (SELECT * FROM group_fallbacks WHERE group_name = 'smart'"
+                                          " ORDER BY position)", -1, &q, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+  assert_string_equal((const char *)sqlite3_column_text(q, 0),
+                      "0:general:small,1:context_window:long,2:context_window:small,3:content_policy:small");
+  sqlite3_finalize(q);
+  /* tunables: one JSON object */
+  assert_int_equal(sqlite3_prepare_v2(db, "SELECT json_extract(tunables, '$.retry_budget_percent'),"
+                                          " json_extract(tunables, '$.probes_enabled'),"
+                                          " json_extract(tunables, '$.mid_stream_fallback')"
+                                          " FROM router_settings", -1, &q, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+  assert_int_equal(sqlite3_column_int(q, 0), 15);
+  assert_int_equal(sqlite3_column_int(q, 1), 0);
+  assert_string_equal((const char *)sqlite3_column_text(q, 2), "error");
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+  store_close(s);
+}
+
+/* A database migrated from v3 holds tunables '{}': every tunable reads as its default;
+ * a tunables value that is not what store.c writes is refused, not half-read. */
+static void test_tunables_defaults_and_corruption(void **state) {
+  fixture *f = *state;
+  store_t *s = open_store(f);
+  cfg_config c;
+  uint64_t v;
+  int changed;
+  parse(f, config_routing, &c);
+  assert_int_equal(store_import(s, &f->keys, &c, &v, &changed, f->err, sizeof f->err), 0);
+  cfg_free(&c);
+  assert_int_equal(sqlite3_exec(store_db(s), "UPDATE router_settings SET tunables = '{}'", NULL, NULL, NULL),
+                   SQLITE_OK);
+  assert_int_equal(store_load(s, &f->keys, &c, &v, f->err, sizeof f->err), 1);
+  assert_int_equal(c.router.retry_backoff_ms, CFG_DEFAULT_RETRY_BACKOFF_MS);
+  assert_int_equal(c.router.retry_budget_percent, CFG_DEFAULT_RETRY_BUDGET_PERCENT);
+  assert_int_equal(c.router.local_trip_failures, CFG_DEFAULT_LOCAL_TRIP_FAILURES);
+  assert_int_equal(c.router.probe_interval_ms, CFG_DEFAULT_PROBE_INTERVAL_MS);
+  assert_true(c.router.probes_enabled);
+  assert_string_equal(c.router.mid_stream_fallback, "continue");
+  cfg_free(&c);
+  const char *bad[] = {"'not json'", "'[]'", "'{\"retry_backoff_ms\": -1}'", "'{\"total_timeout_ms\": \"5\"}'",
+                       "'{\"probes_enabled\": 1}'", "'{\"mid_stream_fallback\": 2}'"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char sql[128];
+    snprintf(sql, sizeof sql, "UPDATE router_settings SET tunables = %s", bad[i]);
+    assert_int_equal(sqlite3_exec(store_db(s), sql, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(store_load(s, &f->keys, &c, &v, f->err, sizeof f->err), -1);
+    assert_non_null(strstr(f->err, "tunables"));
+  }
+  store_close(s);
+}
+
+static void list_push(char ***v, size_t *n, const char *s) {
+  *v = realloc(*v, (*n + 1) * sizeof **v);
+  (*v)[(*n)++] = strdup(s);
+}
+
+static void set_str(char **p, const char *v) {
+  free(*p);
+  *p = v ? strdup(v) : NULL;
+}
+
+/* One single-field change each; every one must bump the version. */
+static void mutate(cfg_config *c, int which) {
+  cfg_router *r = &c->router;
+  cfg_group *g = &c->groups[0], *small = &c->groups[1];
+  cfg_deployment *d = &c->deployments[0], *d3 = &c->deployments[3];
+  switch (which) {
+  case 0: r->retry_backoff_ms++; break;
+  case 1: r->retry_backoff_max_ms++; break;
+  case 2: r->retry_budget_percent++; break;
+  case 3: r->retry_budget_min_per_s++; break;
+  case 4: r->total_timeout_ms = 0; break;
+  case 5: r->max_retry_after_ms++; break;
+  case 6: r->local_trip_failures++; break;
+  case 7: r->local_cooldown_ms++; break;
+  case 8: r->probes_enabled = !r->probes_enabled; break;
+  case 9: r->probe_interval_ms++; break;
+  case 10: r->probe_timeout_ms++; break;
+  case 11: set_str(&r->mid_stream_fallback, "continue"); break;
+  case 12: set_str(&r->routing_strategy, "usage-based-routing"); break;
+  case 13: list_push(&small->cp_fallbacks, &small->ncp_fallbacks, "long"); break;
+  case 14: list_push(&small->cw_fallbacks, &small->ncw_fallbacks, "smart"); break;
+  case 15: /* the same name moves from context_window to content_policy */
+    free(small->cw_fallbacks[--small->ncw_fallbacks]);
+    list_push(&small->cp_fallbacks, &small->ncp_fallbacks, "long");
+    break;
+  case 16: set_str(&g->routing_strategy, NULL); break;
+  case 17: set_str(&small->routing_strategy, "simple-shuffle"); break;
+  case 18: set_str(&g->mid_stream_fallback, NULL); break;
+  case 19: set_str(&small->mid_stream_fallback, ""); break; /* "" is not NULL */
+  case 20: g->hedge = !g->hedge; break;
+  case 21: d->order = 3; break;
+  case 22: d->input_cost_per_token *= 1.0000001; break;
+  case 23: d->output_cost_per_token = 0; break;
+  case 24: d3->supports_prefill = 1; break;
+  case 25: d3->supports_prefill = 0; break;
+  }
+}
+#define NMUTATIONS 26
+
+static void test_routing_version_bumps(void **state) {
+  fixture *f = *state;
+  store_t *s = open_store(f);
+  cfg_config c, back;
+  uint64_t v = 0, v2;
+  int changed;
+  parse(f, config_routing, &c);
+  assert_int_equal(store_import(s, &f->keys, &c, &v, &changed, f->err, sizeof f->err), 0);
+  cfg_free(&c);
+  for (int i = 0; i < NMUTATIONS; i++) {
+    parse(f, config_routing, &c);
+    assert_int_equal(store_import(s, &f->keys, &c, &v2, &changed, f->err, sizeof f->err), 0);
+    if (changed) v = v2; /* back to the base after the previous mutation */
+    mutate(&c, i);
+    assert_int_equal(store_import(s, &f->keys, &c, &v2, &changed, f->err, sizeof f->err), 0);
+    if (!changed || v2 != v + 1) fail_msg("mutation %d: changed=%d version %llu -> %llu", i, changed,
+                                          (unsigned long long)v, (unsigned long long)v2);
+    v = v2;
+    /* stored as changed, and re-importing it (or what was read back) is no change */
+    assert_int_equal(store_load(s, &f->keys, &back, &v2, f->err, sizeof f->err), 1);
+    assert_routing_equal(&c, &back);
+    assert_int_equal(store_import(s, &f->keys, &back, &v2, &changed, f->err, sizeof f->err), 0);
+    if (changed) fail_msg("mutation %d: identical re-import bumped the version", i);
+    assert_int_equal(v2, v);
+    cfg_free(&back);
+    cfg_free(&c);
+  }
+  store_close(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_migrations_fresh, setup, teardown),
@@ -314,6 +554,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_round_trip_equals_import, setup, teardown),
       cmocka_unit_test_setup_teardown(test_no_plaintext_secrets, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cloud_round_trip, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_routing_round_trip, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_tunables_defaults_and_corruption, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_routing_version_bumps, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
