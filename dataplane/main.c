@@ -200,6 +200,7 @@ int main(int argc, char **argv) {
   rc = uv_loop_close(&w.loop);
   if (rc) LOG_WARN(NULL, "loop_not_clean", LF_S("error", uv_strerror(rc)));
   metrics_free();
+  breaker_free_all(); /* dep_states outlive snapshots, like the metrics */
   auth_cleanup();
   curl_global_cleanup();
   LOG_INFO(NULL, "worker_stopped");

@@ -21,6 +21,20 @@
 #define ROUTE_MAX_TRIED 64 /* attempts per request, whatever the configuration says */
 #define ROUTE_MAX_CHAIN 17 /* primary group + up to 16 fallback groups */
 
+/* Strategies among a tier's candidates (docs/resilience.md "Worker routing"). */
+enum route_strategy {
+  ROUTE_SIMPLE_SHUFFLE = 0, /* weighted random × control weight, power of two choices on load */
+  ROUTE_LATENCY,            /* lowest latency EWMA (local, else control); within 10 %: P2C */
+  ROUTE_LEAST_BUSY,         /* fewest local in-flight attempts (weighted P2C) */
+  ROUTE_USAGE,              /* lowest tpm_used/tpm, else rpm_used/rpm, else weighted */
+  ROUTE_COST,               /* lowest input + output cost per token, unknown last; ties P2C */
+};
+
+/* "simple-shuffle", "latency-based-routing", "least-busy", "usage-based-routing"
+ * (also "-v2"), "cost-based-routing"; NULL, "" or unknown → ROUTE_SIMPLE_SHUFFLE. */
+enum route_strategy route_strategy_parse(const char *name);
+const char *route_strategy_name(enum route_strategy s);
+
 typedef struct route_rng {
   uint64_t (*next)(void *ctx); /* uniform 64-bit values */
   void *ctx;                   /* state for next */

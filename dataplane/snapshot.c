@@ -14,16 +14,21 @@
 #include "metrics.h"
 #include "nng_bridge.h"
 #include "provider.h"
+#include "route.h"
 
 #define SNAPSHOT_MAX_BYTES (64u << 20) /* NNG_OPT_RECVMAXSZ for the SUB dialer */
 #define DEFAULT_TIMEOUT_MS 600000      /* litellm's default request timeout */
 #define DEFAULT_CONNECT_MS 5000
+#define DEFAULT_RETRY_BACKOFF_MS 100     /* config_import.h's defaults, for an old control plane */
+#define DEFAULT_RETRY_BACKOFF_MAX_MS 2000
+#define DEFAULT_MAX_RETRY_AFTER_MS 10000
 
 static snapshot *current;              /* the slot requests take references from */
 static nng_socket sub_sock = NNG_SOCKET_INITIALIZER;
 static nng_bridge *sub_bridge;
 static snapshot_applied_cb applied_cb;
 static void *applied_ud;
+static uv_loop_t *snap_loop;           /* its clock starts the health's relative durations */
 
 static uint32_t hash_str(const char *s) {
   uint32_t h = 2166136261u;
@@ -52,6 +57,8 @@ static void snapshot_free(snapshot *s) {
   for (int i = 0; i < s->ngroups; i++) {
     free(s->groups[i].deps);
     free(s->groups[i].fallbacks);
+    free(s->groups[i].cw_fallbacks);
+    free(s->groups[i].cp_fallbacks);
   }
   free(s->deps);
   free(s->groups);
@@ -146,6 +153,13 @@ static int dep_build(snapshot *s, snap_dep *d, const Llmesh__Deployment *pd) {
   while (bl && pd->api_base[bl - 1] == '/') bl--;
   if (!(d->api_base = strndup(pd->api_base, bl))) return -ENOMEM;
   if (!(d->stats = metrics_dep_get(d->name, d->group))) return -ENOMEM;
+  if (!(d->st = breaker_get(d->name))) return -ENOMEM;
+  d->order = pd->order;
+  d->rpm = pd->rpm;
+  d->tpm = pd->tpm;
+  d->input_cost = pd->input_cost_per_token > 0 ? pd->input_cost_per_token : 0;
+  d->output_cost = pd->output_cost_per_token > 0 ? pd->output_cost_per_token : 0;
+  d->supports_prefill = pd->supports_prefill;
   if (!is_openai_family(d->provider)) {
     d->ops = provider_find(d->provider); /* per-attempt URL and headers (attempt.c) */
     d->unsupported = d->ops == NULL;
@@ -160,6 +174,62 @@ static int dep_build(snapshot *s, snap_dep *d, const Llmesh__Deployment *pd) {
   return dep_headers(d, pd->api_key);
 }
 
+/* Router settings; zero fields (an old control plane) take the defaults. */
+static void router_build(snapshot *s, const Llmesh__RouterSettings *r) {
+  s->num_retries = r ? r->num_retries : 0;
+  s->timeout_ms = r && r->timeout_ms ? r->timeout_ms : DEFAULT_TIMEOUT_MS;
+  s->retry_backoff_ms = r && r->retry_backoff_ms ? r->retry_backoff_ms : DEFAULT_RETRY_BACKOFF_MS;
+  s->retry_backoff_max_ms = r && r->retry_backoff_max_ms ? r->retry_backoff_max_ms
+                                                         : DEFAULT_RETRY_BACKOFF_MAX_MS;
+  if (s->retry_backoff_max_ms < s->retry_backoff_ms) s->retry_backoff_max_ms = s->retry_backoff_ms;
+  s->total_timeout_ms = r ? r->total_timeout_ms : 0;
+  s->max_retry_after_ms = r && r->max_retry_after_ms ? r->max_retry_after_ms : DEFAULT_MAX_RETRY_AFTER_MS;
+  if (!r) return; /* brk: zero fields are breaker.c's defaults */
+  s->brk.local_trip_failures = r->local_trip_failures;
+  s->brk.local_cooldown_ms = r->local_cooldown_ms;
+  s->brk.cooldown_ms = r->cooldown_ms;
+  s->brk.retry_budget_percent = r->retry_budget_percent;
+  s->brk.retry_budget_min_per_s = r->retry_budget_min_per_s;
+}
+
+/* "error" turns continuation off; "continue" and "" (unset, an old control plane) keep it. */
+static int mid_stream_mode(const char *group_mode, const char *router_mode) {
+  const char *m = group_mode && *group_mode ? group_mode : router_mode;
+  return !(m && !strcmp(m, "error"));
+}
+
+/* A list of group names → indices into snapshot.groups; unknown names and g itself dropped. */
+static int fallbacks_build(snapshot *s, int g, char **names, size_t n, int **out, int *nout) {
+  if (!n) return 0; /* a group listed twice: the last non-empty list wins */
+  free(*out);
+  *out = NULL;
+  *nout = 0;
+  if (!(*out = malloc(n * sizeof(int)))) return -ENOMEM;
+  for (size_t k = 0; k < n; k++) {
+    int fb = snapshot_group_find(s, names[k]);
+    if (fb >= 0 && fb != g) (*out)[(*nout)++] = fb;
+  }
+  return 0;
+}
+
+/* Per-group settings of ModelGroup pg (strategy, hedging, mid-stream, the three fallback lists). */
+static int group_settings(snapshot *s, const Llmesh__ModelGroup *pg) {
+  int g = snapshot_group_find(s, pg->name);
+  if (g < 0) return 0;
+  snap_group *sg = &s->groups[g];
+  const Llmesh__RouterSettings *r = s->pb->router;
+  if (pg->routing_strategy && *pg->routing_strategy) sg->strategy = route_strategy_parse(pg->routing_strategy);
+  sg->hedge = pg->hedge;
+  sg->mid_stream_continue = mid_stream_mode(pg->mid_stream_fallback, r ? r->mid_stream_fallback : NULL);
+  if (fallbacks_build(s, g, pg->fallbacks, pg->n_fallbacks, &sg->fallbacks, &sg->nfallbacks) ||
+      fallbacks_build(s, g, pg->context_window_fallbacks, pg->n_context_window_fallbacks,
+                      &sg->cw_fallbacks, &sg->ncw_fallbacks) ||
+      fallbacks_build(s, g, pg->content_policy_fallbacks, pg->n_content_policy_fallbacks,
+                      &sg->cp_fallbacks, &sg->ncp_fallbacks))
+    return -ENOMEM;
+  return 0;
+}
+
 snapshot *snapshot_build(Llmesh__Snapshot *pb) {
   snapshot *s = calloc(1, sizeof *s);
   if (!s) { llmesh__snapshot__free_unpacked(pb, NULL); return NULL; }
@@ -172,8 +242,7 @@ snapshot *snapshot_build(Llmesh__Snapshot *pb) {
     s->has_master_key = 1; /* a hash of the wrong size matches nothing: fail closed */
     if (pb->master_key_sha256.len == 32) memcpy(s->master_key_sha256, pb->master_key_sha256.data, 32);
   }
-  s->num_retries = pb->router ? pb->router->num_retries : 0;
-  s->timeout_ms = pb->router && pb->router->timeout_ms ? pb->router->timeout_ms : DEFAULT_TIMEOUT_MS;
+  router_build(s, pb->router);
 
   int gcap = (int)(pb->n_groups + pb->n_deployments);
   uint32_t tsize = 8;
@@ -201,18 +270,13 @@ snapshot *snapshot_build(Llmesh__Snapshot *pb) {
     g->deps = p;
     g->deps[g->ndeps++] = i;
   }
-  for (size_t i = 0; i < pb->n_groups; i++) {
-    const Llmesh__ModelGroup *pg = pb->groups[i];
-    int g = snapshot_group_find(s, pg->name);
-    if (g < 0 || !pg->n_fallbacks) continue;
-    free(s->groups[g].fallbacks); /* a group listed twice: the last list wins */
-    s->groups[g].nfallbacks = 0;
-    if (!(s->groups[g].fallbacks = malloc(pg->n_fallbacks * sizeof(int)))) goto fail;
-    for (size_t k = 0; k < pg->n_fallbacks; k++) {
-      int fb = snapshot_group_find(s, pg->fallbacks[k]);
-      if (fb >= 0 && fb != g) s->groups[g].fallbacks[s->groups[g].nfallbacks++] = fb;
-    }
+  const Llmesh__RouterSettings *r = pb->router;
+  for (int g = 0; g < s->ngroups; g++) { /* router defaults; a ModelGroup entry overrides */
+    s->groups[g].strategy = route_strategy_parse(r ? r->routing_strategy : NULL);
+    s->groups[g].mid_stream_continue = mid_stream_mode(NULL, r ? r->mid_stream_fallback : NULL);
   }
+  for (size_t i = 0; i < pb->n_groups; i++)
+    if (group_settings(s, pb->groups[i])) goto fail;
   return s;
 fail:
   snapshot_free(s);
@@ -221,6 +285,13 @@ fail:
 
 snapshot *snapshot_current(void) { return current; }
 
+static uint64_t health_applied; /* Snapshot.health_version last given to the breakers */
+
+static void health_apply(const Llmesh__Snapshot *pb) {
+  breaker_apply_health(pb, snap_loop ? uv_now(snap_loop) : 0);
+  health_applied = pb->health_version;
+}
+
 int snapshot_apply(const uint8_t *data, size_t len) {
   Llmesh__Snapshot *pb = llmesh__snapshot__unpack(NULL, len, data);
   if (!pb) {
@@ -228,6 +299,11 @@ int snapshot_apply(const uint8_t *data, size_t len) {
     return -EINVAL;
   }
   if (current && current->epoch == pb->epoch && current->version == pb->version) {
+    if (pb->health_version != health_applied) { /* health moves often: no rebuild for it */
+      health_apply(pb);
+      LOG_DEBUG(NULL, "health_applied", LF_I("health_version", pb->health_version),
+                LF_I("entries", pb->n_health));
+    }
     llmesh__snapshot__free_unpacked(pb, NULL);
     return 1;
   }
@@ -238,6 +314,7 @@ int snapshot_apply(const uint8_t *data, size_t len) {
   }
   snapshot *prev = current;
   current = s;
+  health_apply(s->pb);
   LOG_INFO(NULL, "snapshot_applied", LF_I("epoch", s->epoch), LF_I("version", s->version),
            LF_I("groups", s->ngroups), LF_I("deployments", s->ndeps),
            LF_B("auth", s->has_master_key));
@@ -266,6 +343,7 @@ int snapshot_start(uv_loop_t *loop, const char *url, snapshot_applied_cb cb, voi
   int rv;
   applied_cb = cb;
   applied_ud = ud;
+  snap_loop = loop;
   if ((rv = nng_sub0_open(&sub_sock)) != 0) return -rv;
   if ((rv = nng_socket_set(sub_sock, NNG_OPT_SUB_SUBSCRIBE, "", 0)) != 0 ||
       (rv = nng_dialer_create(&d, sub_sock, url)) != 0 ||

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "breaker.h"
 #include "llmesh.pb-c.h"
 
 struct curl_slist;
@@ -48,6 +49,13 @@ typedef struct snap_dep {
   uint32_t connect_timeout_ms;    /* TCP+TLS connect deadline, ms */
   int group_idx;                  /* index of its group in snapshot.groups */
   struct metrics_dep *stats;      /* counters (metrics.h), keyed by name, outlive snapshots */
+  dep_state *st;                  /* breaker state (breaker.h), keyed by name, outlives snapshots */
+  uint32_t order;                 /* priority tier: lowest with a usable deployment wins; 0 = last */
+  uint32_t rpm;                   /* configured requests/minute (usage-based-routing), 0 = none */
+  uint32_t tpm;                   /* configured tokens/minute (usage-based-routing), 0 = none */
+  double input_cost;              /* USD per prompt token (cost-based-routing), 0 = unknown */
+  double output_cost;             /* USD per completion token, 0 = unknown */
+  int supports_prefill;           /* accepts a trailing assistant message as prefill */
 } snap_dep;
 
 typedef struct snap_group {
@@ -56,6 +64,13 @@ typedef struct snap_group {
   int ndeps;         /* entries in deps */
   int *fallbacks;    /* indices into snapshot.groups, in order; unknown names dropped */
   int nfallbacks;    /* entries in fallbacks */
+  int *cw_fallbacks; /* context_window_fallbacks: group indices, like fallbacks */
+  int ncw_fallbacks; /* entries in cw_fallbacks */
+  int *cp_fallbacks; /* content_policy_fallbacks: group indices, like fallbacks */
+  int ncp_fallbacks; /* entries in cp_fallbacks */
+  int strategy;      /* enum route_strategy (route.h): the group's, else the router's */
+  int hedge;         /* 1: hedge a first token later than the deployment's p95 TTFT */
+  int mid_stream_continue; /* 1: a committed stream that fails is continued elsewhere; 0: error */
 } snap_group;
 
 typedef struct snapshot {
@@ -67,6 +82,11 @@ typedef struct snapshot {
   uint8_t master_key_sha256[32];  /* SHA-256 of the master key */
   uint32_t num_retries;           /* extra attempts within a group after the first */
   uint32_t timeout_ms;            /* default per-attempt deadline, ms */
+  brk_config brk;                 /* worker breaker tunables (0 fields: breaker defaults) */
+  uint32_t retry_backoff_ms;      /* first wait before re-trying a deployment, ms (doubles) */
+  uint32_t retry_backoff_max_ms;  /* cap of that wait, ms */
+  uint32_t total_timeout_ms;      /* per client request across all attempts, ms; 0 = none */
+  uint32_t max_retry_after_ms;    /* longest provider reset a request waits for in-line, ms */
   snap_group *groups;             /* model groups */
   int ngroups;
   snap_dep *deps;                 /* deployments */
@@ -87,7 +107,10 @@ int snapshot_group_find(const snapshot *s, const char *name); /* index or -1 */
 
 /* Current snapshot (no reference taken; NULL before the first one). */
 snapshot *snapshot_current(void);
-/* Unpacks and applies one message. Returns 0 applied, 1 same (epoch, version), <0 error. */
+/* Unpacks and applies one message. Returns 0 applied, 1 same (epoch, version), <0 error.
+ * A message with the same (epoch, version) but another health_version only updates the
+ * breakers' control view (breaker_apply_health) and returns 1; a new snapshot applies
+ * its health too. */
 int snapshot_apply(const uint8_t *data, size_t len);
 
 /* Starts the SUB side: dial url, deliver to the loop, call cb after every apply. */
