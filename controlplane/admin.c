@@ -22,12 +22,37 @@ struct admin {
 static int admin_status(admin_t *a, Llmesh__AdminResponse *resp, Llmesh__StatusReport *r,
                         telem_report *st) {
   if (a->ops.status(r, st, a->ops.ud) < 0) {
-    resp->code = 1;
+    resp->code = ADMIN_E_INTERNAL;
     resp->error = "internal error building the status";
     return -1;
   }
   resp->status = r;
   return 0;
+}
+
+/* drain DEPLOYMENT [REASON...] / undrain DEPLOYMENT. */
+static void admin_drain(admin_t *a, int on, const Llmesh__AdminRequest *req, Llmesh__AdminResponse *resp,
+                        char *error, size_t errlen) {
+  char reason[512] = "";
+  size_t used = 0;
+  if (req->n_args < 1 || !req->args[0][0] || (!on && req->n_args > 1)) {
+    snprintf(error, errlen, "usage: %s DEPLOYMENT%s", req->command, on ? " [REASON]" : "");
+    resp->code = ADMIN_E_ARGS;
+    resp->error = error;
+    return;
+  }
+  for (size_t i = 1; i < req->n_args && used < sizeof reason; i++) {
+    int n = snprintf(reason + used, sizeof reason - used, "%s%s", i > 1 ? " " : "", req->args[i]);
+    if (n > 0) used += (size_t)n;
+  }
+  if (!a->ops.drain) {
+    snprintf(error, errlen, "%s is not available", req->command);
+    resp->code = ADMIN_E_COMMAND;
+  } else {
+    resp->code = a->ops.drain(on, req->args[0], reason, req->actor[0] ? req->actor : "unknown", error,
+                              errlen, a->ops.ud);
+  }
+  if (resp->code) resp->error = error;
 }
 
 /* Packs resp behind req's routing header and sends it. */
@@ -49,16 +74,18 @@ static void admin_on_request(nng_msg *msg, void *arg) { /* loop thread */
   Llmesh__AdminResponse resp = LLMESH__ADMIN_RESPONSE__INIT;
   Llmesh__StatusReport report = LLMESH__STATUS_REPORT__INIT;
   telem_report st = {0};
-  char error[160];
+  char error[400];
   Llmesh__AdminRequest *req = llmesh__admin_request__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
   if (!req) {
-    resp.code = 2;
+    resp.code = ADMIN_E_MALFORMED;
     resp.error = "malformed AdminRequest";
   } else if (!strcmp(req->command, "status")) {
     admin_status(a, &resp, &report, &st);
+  } else if (!strcmp(req->command, "drain") || !strcmp(req->command, "undrain")) {
+    admin_drain(a, !strcmp(req->command, "drain"), req, &resp, error, sizeof error);
   } else {
-    snprintf(error, sizeof error, "unknown command '%.100s' (known: status)", req->command);
-    resp.code = 3;
+    snprintf(error, sizeof error, "unknown command '%.100s' (known: status, drain, undrain)", req->command);
+    resp.code = ADMIN_E_COMMAND;
     resp.error = error;
   }
   LOG_DEBUG(NULL, "admin_request", LF_S("command", req ? req->command : "?"), LF_I("code", resp.code));

@@ -3,7 +3,12 @@
  * Startup: data dir → secret.key → SQLite (migrate) → import --config (one
  * transaction; version bumps only on a content change) → read the rows back → open
  * NNG sockets → run the loop. The loop republishes the snapshot every 2 s and as
- * soon as a subscriber connects, ingests telemetry, and answers admin requests. */
+ * soon as a subscriber connects, ingests telemetry, and answers admin requests.
+ *
+ * Health (issue 5): every CONTROL_TICK_MS the telemetry deltas go through each
+ * deployment's circuit breaker (breaker.c) together with the active probes
+ * (probe.c); a state change, or a weight moving by more than 10 %, bumps
+ * health_version and publishes at once. Drains live in the store (ops.c). */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -18,19 +23,25 @@
 #include <nng/nng.h>
 #include <nng/protocol/pipeline0/pull.h>
 #include <nng/protocol/pubsub0/pub.h>
+#include <curl/curl.h>
 #include <uv.h>
 
 #include "admin.h"
+#include "breaker.h"
 #include "config_import.h"
 #include "keys.h"
 #include "log.h"
 #include "nng_bridge.h"
+#include "ops.h"
+#include "probe.h"
 #include "snapshot.h"
 #include "store.h"
 #include "telemetry.h"
 #include "util.h"
 
 #define CONTROL_REPUBLISH_MS 2000                 /* snapshot period */
+#define CONTROL_TICK_MS 1000                      /* breaker tick */
+#define CONTROL_STATUS_REASON_MAX (CBRK_REASON_MAX + 48) /* reason + " (12.3 s ago)" */
 #define CONTROL_TELEMETRY_MAX_BYTES (4 << 20)     /* NNG_OPT_RECVMAXSZ on the pull listener */
 #define CONTROL_DEFAULT_WORKERS_URL "tcp://127.0.0.1:7400"
 #define CONTROL_URL_MAX 512                       /* bytes, any URL we build */
@@ -44,9 +55,20 @@ typedef struct control_opts {
   enum log_level level;      /* --log-level */
 } control_opts;
 
+/* Per deployment (config order): breaker, what was last published, status storage. */
+typedef struct control_dep {
+  cbrk brk;                        /* circuit state and effective weight */
+  uint32_t published_weight;       /* weight_milli in the last health_version */
+  Llmesh__DeploymentHealth health; /* snapshot entry (meta.health points here) */
+  Llmesh__DeploymentHealth st_health; /* status copy, reason with its age */
+  Llmesh__ProbeStatus st_probe;    /* status: last probe */
+  char st_reason[CONTROL_STATUS_REASON_MAX]; /* storage of st_health.reason */
+} control_dep;
+
 typedef struct control {
   uv_loop_t loop;
   uv_timer_t republish;            /* every CONTROL_REPUBLISH_MS */
+  uv_timer_t tick;                 /* every CONTROL_TICK_MS: breakers */
   uv_signal_t sigterm;
   uv_signal_t sigint;
   uv_async_t subscriber_joined;    /* woken from NNG's pipe callback */
@@ -61,6 +83,10 @@ typedef struct control {
   cfg_config cfg;                  /* the config as read back from the db */
   snap_meta meta;                  /* epoch, version, telemetry url */
   telemetry_t telemetry;
+  control_dep *deps;               /* cfg.ndeployments entries */
+  Llmesh__DeploymentHealth **health_ptrs; /* meta.health */
+  cbrk_params brk_params;          /* from the router settings */
+  probe_set *probes;               /* NULL when probes are off */
   uint64_t started_ms;             /* monotonic, for uptime */
   uint64_t last_reject_log_ms;     /* rate limit for malformed-telemetry warnings */
   uint64_t publish_errors;         /* failed sends */
@@ -230,6 +256,243 @@ static int control_open_state(control_t *ctl, const control_opts *o) {
 
 /* ------------------------------------------------------------------ loop callbacks */
 
+static void control_publish(control_t *ctl, const char *why);
+
+/* ------------------------------------------------------------------ health */
+
+static int control_find_dep(const control_t *ctl, const char *name) {
+  for (size_t i = 0; i < ctl->cfg.ndeployments; i++)
+    if (!strcmp(ctl->cfg.deployments[i].name, name)) return (int)i;
+  return -1;
+}
+
+static void control_fill_health(control_t *ctl, control_dep *cd, uint64_t now) {
+  Llmesh__DeploymentHealth *h = &cd->health;
+  const cbrk *b = &cd->brk;
+  cbrk_sums s;
+  cbrk_window(b, now, &s);
+  llmesh__deployment_health__init(h);
+  h->deployment = (char *)b->name;
+  h->state = (Llmesh__CircuitState)cbrk_reported_state(b);
+  h->weight_milli = b->weight_milli;
+  h->open_remaining_ms = cbrk_open_remaining_ms(b, now);
+  h->probe_share_milli = h->state == LLMESH__CIRCUIT_STATE__CIRCUIT_HALF_OPEN ? ctl->brk_params.probe_share_milli : 0;
+  h->cooldown_remaining_ms = cbrk_cooldown_remaining_ms(b, now);
+  h->credential_failed = b->credential_failed;
+  h->latency_ewma_ms = (uint32_t)(b->latency_ewma_ms + 0.5);
+  h->rpm_used = (uint32_t)(s.requests60 > UINT32_MAX ? UINT32_MAX : s.requests60);
+  h->tpm_used = (uint32_t)(s.tokens60 > UINT32_MAX ? UINT32_MAX : s.tokens60);
+  h->reason = (char *)b->reason;
+}
+
+static void control_log_event(const control_dep *cd, int ev, uint64_t now) {
+  const cbrk *b = &cd->brk;
+  cbrk_sums s;
+  cbrk_window(b, now, &s);
+  if (ev & CBRK_EV_CRED_FAILED)
+    LOG_ERROR(NULL, "credential_failed", LF_S("deployment", b->name),
+              LF_S("reason", "the provider refused the credential (401/403)"));
+  if (ev & CBRK_EV_CRED_OK) LOG_INFO(NULL, "credential_ok", LF_S("deployment", b->name));
+  if (!(ev & CBRK_EV_STATE) || b->drained) return;
+  static const char *const events[] = {"circuit_closed", "circuit_open", "circuit_half_open"};
+  const char *event = events[b->state];
+  if (b->state == CBRK_OPEN)
+    LOG_WARN(NULL, event, LF_S("deployment", b->name), LF_S("reason", b->reason), LF_I("open_ms", b->open_ms),
+             LF_I("level", b->level), LF_I("window_ok", s.ok30), LF_I("window_failed", s.fail30));
+  else
+    LOG_INFO(NULL, event, LF_S("deployment", b->name), LF_S("reason", b->reason),
+             LF_I("weight_milli", b->weight_milli));
+}
+
+/* After events: refresh the published list; bump and publish at once on a change. */
+static void control_health_changed(control_t *ctl, int changed, uint64_t now, const char *why) {
+  for (size_t i = 0; i < ctl->cfg.ndeployments; i++) {
+    control_fill_health(ctl, &ctl->deps[i], now);
+    if (changed) ctl->deps[i].published_weight = ctl->deps[i].brk.weight_milli;
+  }
+  if (!changed) return;
+  ctl->meta.health_version++;
+  control_publish(ctl, why);
+}
+
+/* Weights compare latency within a group, so they run over a contiguous copy. */
+static void control_weights(control_t *ctl, uint64_t now, int *ev) {
+  size_t n = ctl->cfg.ndeployments;
+  cbrk *set = calloc(n + 1, sizeof *set);
+  uint32_t *last = calloc(n + 1, sizeof *last);
+  if (set && last) {
+    for (size_t i = 0; i < n; i++) {
+      set[i] = ctl->deps[i].brk;
+      last[i] = ctl->deps[i].published_weight;
+    }
+    cbrk_weights(set, n, &ctl->brk_params, now, last, ev);
+    for (size_t i = 0; i < n; i++) {
+      ctl->deps[i].brk.weight_milli = set[i].weight_milli;
+      ctl->deps[i].brk.latency_factor = set[i].latency_factor;
+    }
+  }
+  free(set);
+  free(last);
+}
+
+static void on_tick(uv_timer_t *t) {
+  control_t *ctl = container_of(t, control_t, tick);
+  uint64_t now = util_now_ms();
+  size_t n = ctl->cfg.ndeployments;
+  int changed = 0;
+  int *ev = calloc(n + 1, sizeof *ev);
+  if (!ev) return;
+  for (size_t i = 0; i < n; i++) {
+    cbrk_delta d;
+    telemetry_take(&ctl->telemetry, ctl->deps[i].brk.name, &d);
+    ev[i] = cbrk_tick(&ctl->deps[i].brk, &ctl->brk_params, now, &d);
+  }
+  control_weights(ctl, now, ev);
+  for (size_t i = 0; i < n; i++) {
+    control_log_event(&ctl->deps[i], ev[i], now);
+    if (ctl->deps[i].brk.half_probe_due) {
+      ctl->deps[i].brk.half_probe_due = 0;
+      probe_now(ctl->probes, i);
+    }
+    if (ev[i]) changed = 1;
+  }
+  free(ev);
+  control_health_changed(ctl, changed, now, "health");
+}
+
+static void on_probe_done(size_t idx, const probe_status *st, void *ud) {
+  control_t *ctl = ud;
+  char err[256] = "";
+  control_dep *cd = &ctl->deps[idx];
+  uint64_t now = util_now_ms();
+  ops_probe row = {.at_ms = util_wall_ms(), .ok = st->ok, .latency_ms = st->latency_ms,
+                   .http_status = st->http_status, .error = st->error};
+  if (ops_probe_record(store_db(ctl->store), cd->brk.name, &row, err, sizeof err) < 0)
+    LOG_WARN(NULL, "probe_record_failed", LF_S("deployment", cd->brk.name), LF_S("error", err));
+  LOG_DEBUG(NULL, "probe", LF_S("deployment", cd->brk.name), LF_B("ok", st->ok), LF_I("status", st->http_status),
+            LF_S("error", st->error), LF_I("latency_ms", st->latency_ms));
+  int ev = cbrk_probe(&cd->brk, &ctl->brk_params, now, st->kind);
+  if (!ev) return;
+  cbrk_weights(&cd->brk, 1, &ctl->brk_params, now, NULL, NULL); /* OPEN → 0 at once; the tick refines */
+  control_log_event(cd, ev, now);
+  control_health_changed(ctl, 1, now, "probe");
+}
+
+/* admin: drain / undrain. */
+static int control_drain(int on, const char *name, const char *reason, const char *actor, char *err,
+                         size_t errlen, void *ud) {
+  control_t *ctl = ud;
+  char why[2 * OPS_TEXT_MAX + 16], dberr[256] = ""; /* why: cut to CBRK_REASON_MAX by cbrk_drain */
+  int idx = control_find_dep(ctl, name), was = 1;
+  if (idx < 0) {
+    snprintf(err, errlen, "unknown deployment '%.128s' (see llmesh-ctl status)", name);
+    return ADMIN_E_UNKNOWN;
+  }
+  int rv = on ? ops_drain(store_db(ctl->store), name, reason, actor, util_wall_ms(), dberr, sizeof dberr)
+              : ops_undrain(store_db(ctl->store), name, actor, util_wall_ms(), &was, dberr, sizeof dberr);
+  if (rv < 0) {
+    LOG_ERROR(NULL, "drain_failed", LF_S("deployment", name), LF_S("error", dberr));
+    snprintf(err, errlen, "cannot record the %s: database error", on ? "drain" : "undrain");
+    return ADMIN_E_INTERNAL;
+  }
+  if (on) snprintf(why, sizeof why, "drained by %s%s%s", actor, reason[0] ? ": " : "", reason);
+  else snprintf(why, sizeof why, "undrained by %s", actor);
+  uint64_t now = util_now_ms();
+  control_dep *cd = &ctl->deps[idx];
+  cbrk_drain(&cd->brk, now, on, why);
+  probe_pause(ctl->probes, (size_t)idx, on);
+  cbrk_weights(&cd->brk, 1, &ctl->brk_params, now, NULL, NULL);
+  LOG_INFO(NULL, on ? "drained" : "undrained", LF_S("deployment", name), LF_S("actor", actor),
+           LF_S("reason", reason), LF_S("state", cbrk_state_name(cbrk_reported_state(&cd->brk))),
+           LF_B("was_drained", was));
+  control_health_changed(ctl, 1, now, on ? "drain" : "undrain");
+  return 0;
+}
+
+static void control_load_drain(const ops_drain_row *d, void *ud) {
+  control_t *ctl = ud;
+  char why[2 * OPS_TEXT_MAX + 16]; /* cut to CBRK_REASON_MAX by cbrk_drain */
+  int idx = control_find_dep(ctl, d->deployment);
+  if (idx < 0) {
+    LOG_WARN(NULL, "drain_unknown_deployment", LF_S("deployment", d->deployment),
+             LF_S("hint", "llmesh-ctl undrain it to forget the drain"));
+    return;
+  }
+  snprintf(why, sizeof why, "drained by %s%s%s", d->actor, d->reason[0] ? ": " : "", d->reason);
+  cbrk_drain(&ctl->deps[idx].brk, util_now_ms(), 1, why);
+  LOG_INFO(NULL, "drained", LF_S("deployment", d->deployment), LF_S("actor", d->actor),
+           LF_S("reason", d->reason), LF_S("source", "store"));
+}
+
+/* Breakers for every deployment, drains from the store. */
+static int control_init_health(control_t *ctl) {
+  size_t n = ctl->cfg.ndeployments;
+  char err[256] = "";
+  ctl->deps = calloc(n + 1, sizeof *ctl->deps);
+  ctl->health_ptrs = calloc(n + 1, sizeof *ctl->health_ptrs);
+  if (!ctl->deps || !ctl->health_ptrs) return -1;
+  cbrk_params_default(&ctl->brk_params, ctl->cfg.router.allowed_fails, ctl->cfg.router.cooldown_ms);
+  for (size_t i = 0; i < n; i++) {
+    const cfg_deployment *d = &ctl->cfg.deployments[i];
+    cbrk_init(&ctl->deps[i].brk, d->name, d->model_group, d->rpm, d->tpm);
+    ctl->deps[i].published_weight = ctl->deps[i].brk.weight_milli;
+    ctl->health_ptrs[i] = &ctl->deps[i].health;
+  }
+  if (ops_drains_load(store_db(ctl->store), control_load_drain, ctl, err, sizeof err) < 0) {
+    LOG_ERROR(NULL, "drains_load_failed", LF_S("error", err));
+    return -1;
+  }
+  uint64_t now = util_now_ms();
+  for (size_t i = 0; i < n; i++) {
+    cbrk_weights(&ctl->deps[i].brk, 1, &ctl->brk_params, now, NULL, NULL);
+    control_fill_health(ctl, &ctl->deps[i], now);
+  }
+  ctl->meta.health = ctl->health_ptrs;
+  ctl->meta.nhealth = n;
+  ctl->meta.health_version = 1;
+  return 0;
+}
+
+static int control_start_probes(control_t *ctl) {
+  const cfg_router *r = &ctl->cfg.router;
+  if (!r->probes_enabled) {
+    LOG_INFO(NULL, "probes_disabled", LF_S("hint", "general_settings.background_health_checks"));
+    return 0;
+  }
+  if (probe_start(&ctl->probes, &ctl->loop, &ctl->cfg, r->probe_interval_ms, r->probe_timeout_ms,
+                  on_probe_done, ctl) < 0)
+    return -1;
+  for (size_t i = 0; i < ctl->cfg.ndeployments; i++)
+    if (ctl->deps[i].brk.drained) probe_pause(ctl->probes, i, 1);
+  LOG_INFO(NULL, "probes_started", LF_I("interval_ms", r->probe_interval_ms), LF_I("timeout_ms", r->probe_timeout_ms));
+  return 0;
+}
+
+/* Status copies: the reason carries its age (DeploymentHealth has no time field). */
+static void control_status_health(control_t *ctl, Llmesh__DeploymentStatus *ds, size_t i, uint64_t now) {
+  control_dep *cd = &ctl->deps[i];
+  const probe_status *ps = probe_last(ctl->probes, i);
+  control_fill_health(ctl, cd, now);
+  cd->st_health = cd->health;
+  if (cd->brk.changed_ms)
+    snprintf(cd->st_reason, sizeof cd->st_reason, "%s (%.1f s ago)", cd->brk.reason,
+             (double)(now - cd->brk.changed_ms) / 1000.0);
+  else
+    snprintf(cd->st_reason, sizeof cd->st_reason, "%s", cd->brk.reason);
+  cd->st_health.reason = cd->st_reason;
+  ds->health = &cd->st_health;
+  ds->order = ctl->cfg.deployments[i].order;
+  if (!ps) return;
+  llmesh__probe_status__init(&cd->st_probe);
+  cd->st_probe.at_ms_ago = now > ps->at_ms ? now - ps->at_ms : 0;
+  cd->st_probe.ok = ps->ok;
+  cd->st_probe.latency_ms = ps->latency_ms;
+  cd->st_probe.http_status = ps->http_status;
+  cd->st_probe.error = (char *)ps->error;
+  cd->st_probe.consecutive_failures = ps->consecutive_failures;
+  ds->probe = &cd->st_probe;
+}
+
 static void control_publish(control_t *ctl, const char *why) {
   int rv = snap_publish(ctl->pub, &ctl->cfg, &ctl->meta);
   if (rv < 0) {
@@ -283,7 +546,10 @@ static int control_status(Llmesh__StatusReport *r, telem_report *st, void *ud) {
   r->workers_url = ctl->workers_url;
   r->telemetry_url = ctl->telemetry_url;
   r->uptime_ms = now - ctl->started_ms;
-  return telemetry_report(&ctl->telemetry, &ctl->cfg, now, r, st);
+  int rv = telemetry_report(&ctl->telemetry, &ctl->cfg, now, r, st);
+  for (size_t i = 0; rv == 0 && i < r->n_deployments && i < ctl->cfg.ndeployments; i++)
+    control_status_health(ctl, r->deployments[i], i, now);
+  return rv;
 }
 
 static void control_shutdown(control_t *ctl) {
@@ -291,6 +557,9 @@ static void control_shutdown(control_t *ctl) {
   ctl->stopping = 1;
   util_exit_deadline(3, 0);
   uv_close((uv_handle_t *)&ctl->republish, NULL);
+  uv_close((uv_handle_t *)&ctl->tick, NULL);
+  probe_stop(ctl->probes);
+  ctl->probes = NULL;
   uv_close((uv_handle_t *)&ctl->sigterm, NULL);
   uv_close((uv_handle_t *)&ctl->sigint, NULL);
   nng_bridge_stop(ctl->telemetry_bridge);
@@ -323,8 +592,9 @@ static int control_listen(nng_socket s, const char *url, size_t recv_max, const 
 /* Opens sockets and loop handles. On failure the caller still runs control_shutdown. */
 static int control_start_io(control_t *ctl) {
   char err[512] = "";
-  admin_ops ops = {.status = control_status, .ud = ctl};
+  admin_ops ops = {.status = control_status, .drain = control_drain, .ud = ctl};
   uv_timer_init(&ctl->loop, &ctl->republish);
+  uv_timer_init(&ctl->loop, &ctl->tick);
   uv_signal_init(&ctl->loop, &ctl->sigterm);
   uv_signal_init(&ctl->loop, &ctl->sigint);
   uv_async_init(&ctl->loop, &ctl->subscriber_joined, on_subscriber_joined);
@@ -344,6 +614,11 @@ static int control_start_io(control_t *ctl) {
   uv_signal_start(&ctl->sigterm, on_signal, SIGTERM);
   uv_signal_start(&ctl->sigint, on_signal, SIGINT);
   uv_timer_start(&ctl->republish, on_republish, 0, CONTROL_REPUBLISH_MS);
+  uv_timer_start(&ctl->tick, on_tick, CONTROL_TICK_MS, CONTROL_TICK_MS);
+  if (control_start_probes(ctl) < 0) {
+    LOG_ERROR(NULL, "probes_failed", LF_S("error", "cannot start the health probes"));
+    return -1;
+  }
   return 0;
 }
 
@@ -354,7 +629,7 @@ static int control_run(control_t *ctl, const control_opts *o) {
   ctl->started_ms = util_now_ms();
   ctl->meta.epoch = util_wall_ms();
   ctl->meta.telemetry_url = ctl->telemetry_url;
-  if (control_open_state(ctl, o) < 0) return 1;
+  if (control_open_state(ctl, o) < 0 || control_init_health(ctl) < 0) return 1;
   if (uv_loop_init(&ctl->loop) != 0) return 1;
   if (control_start_io(ctl) == 0) {
     status = 0;
@@ -383,10 +658,14 @@ int main(int argc, char **argv) {
   log_init("control", o.level);
   umask(077);
   signal(SIGPIPE, SIG_IGN);
+  curl_global_init(CURL_GLOBAL_DEFAULT);
   status = control_run(&ctl, &o);
   store_close(ctl.store);
   cfg_free(&ctl.cfg);
   telemetry_free(&ctl.telemetry);
+  free(ctl.deps);
+  free(ctl.health_ptrs);
+  curl_global_cleanup();
   keys_wipe(&ctl.keys);
   nng_fini();
   alarm(0); /* teardown finished: the deadline must not cut exit-time checks (LSan) */

@@ -43,6 +43,83 @@ static telem_worker *telem_slot(telemetry_t *t) {
   return &t->workers[t->nworkers++];
 }
 
+/* ------------------------------------------------------------------ deltas */
+
+static telem_acc *telem_acc_get(telemetry_t *t, const char *name) {
+  for (size_t i = 0; i < t->nacc; i++)
+    if (!strcmp(t->acc[i].name, name)) return &t->acc[i];
+  telem_acc *a = realloc(t->acc, (t->nacc + 1) * sizeof *a);
+  if (!a) return NULL;
+  t->acc = a;
+  a = &t->acc[t->nacc];
+  memset(a, 0, sizeof *a);
+  if (!(a->name = strdup(name))) return NULL;
+  t->nacc++;
+  return a;
+}
+
+static const Llmesh__DeploymentStats *telem_find_dep(const Llmesh__Telemetry *m, const char *name) {
+  for (size_t i = 0; m && i < m->n_deployments; i++)
+    if (!strcmp(m->deployments[i]->deployment, name)) return m->deployments[i];
+  return NULL;
+}
+
+#define TELEM_COUNTERS(X)                                                                     \
+  X(requests) X(success) X(client_error) X(rate_limited) X(server_error) X(timeout)          \
+  X(connect_error) X(other_error) X(cancelled) X(auth_error) X(prompt_tokens) X(completion_tokens)
+
+/* Did any counter go down between old and m? Then the worker restarted. */
+static int telem_went_down(const Llmesh__Telemetry *old, const Llmesh__Telemetry *m) {
+  for (size_t i = 0; i < m->n_deployments; i++) {
+    const Llmesh__DeploymentStats *n = m->deployments[i], *o = telem_find_dep(old, n->deployment);
+    if (!o) continue;
+#define X(f) if (n->f < o->f) return 1;
+    TELEM_COUNTERS(X)
+#undef X
+    for (size_t b = 0; b < n->n_latency_buckets && b < o->n_latency_buckets; b++)
+      if (n->latency_buckets[b] < o->latency_buckets[b]) return 1;
+  }
+  return 0;
+}
+
+/* Adds n − o (o NULL: n whole) to a; gauges take the largest value. */
+static void telem_add_delta(telem_acc *a, const Llmesh__DeploymentStats *n, const Llmesh__DeploymentStats *o) {
+#define X(f) a->d.f += n->f - (o ? o->f : 0);
+  TELEM_COUNTERS(X)
+#undef X
+  for (size_t b = 0; b < n->n_latency_buckets && b < HIST_BUCKETS; b++)
+    a->d.latency[b] += n->latency_buckets[b] - (o && b < o->n_latency_buckets ? o->latency_buckets[b] : 0);
+  if (n->cooldown_remaining_ms > a->d.cooldown_remaining_ms) a->d.cooldown_remaining_ms = n->cooldown_remaining_ms;
+}
+
+/* old: the message m replaces (NULL for a worker not heard from before). */
+static void telem_deltas(telemetry_t *t, const Llmesh__Telemetry *old, const Llmesh__Telemetry *m) {
+  int whole = old ? (old->pid != m->pid || telem_went_down(old, m)) : m->uptime_ms <= TELEM_FRESH_UPTIME_MS;
+  int baseline = !old && !whole; /* control restarted under a running worker */
+  for (size_t i = 0; i < m->n_deployments; i++) {
+    const Llmesh__DeploymentStats *n = m->deployments[i];
+    telem_acc *a = telem_acc_get(t, n->deployment);
+    if (!a) continue;
+    if (baseline) {
+      if (n->cooldown_remaining_ms > a->d.cooldown_remaining_ms) a->d.cooldown_remaining_ms = n->cooldown_remaining_ms;
+      continue;
+    }
+    telem_add_delta(a, n, whole ? NULL : telem_find_dep(old, n->deployment));
+  }
+}
+
+void telemetry_take(telemetry_t *t, const char *name, cbrk_delta *out) {
+  memset(out, 0, sizeof *out);
+  for (size_t i = 0; i < t->nacc; i++) {
+    if (strcmp(t->acc[i].name, name) != 0) continue;
+    *out = t->acc[i].d;
+    memset(&t->acc[i].d, 0, sizeof t->acc[i].d);
+    return;
+  }
+}
+
+/* ------------------------------------------------------------------ ingest */
+
 int telemetry_ingest(telemetry_t *t, const void *data, size_t len, uint64_t now_ms,
                      const char **reason) {
   Llmesh__Telemetry *m = llmesh__telemetry__unpack(NULL, len, data);
@@ -53,12 +130,13 @@ int telemetry_ingest(telemetry_t *t, const void *data, size_t len, uint64_t now_
     return -EINVAL;
   }
   telem_worker *w = telem_find(t, m->worker_id);
-  if (w && m->seq < w->last->seq) {
+  if (w && m->pid == w->last->pid && m->seq < w->last->seq) {
     *reason = "older seq than the message kept";
     llmesh__telemetry__free_unpacked(m, NULL);
     t->stale++;
     return -ESTALE;
   }
+  telem_deltas(t, w ? w->last : NULL, m);
   if (w) {
     llmesh__telemetry__free_unpacked(w->last, NULL);
   } else if (!(w = telem_slot(t))) {
@@ -99,6 +177,15 @@ static void telem_add_stats(Llmesh__DeploymentStats *tot, const Llmesh__Deployme
   tot->prompt_tokens += s->prompt_tokens;
   tot->completion_tokens += s->completion_tokens;
   tot->failovers += s->failovers;
+  tot->auth_error += s->auth_error;
+  tot->in_flight += s->in_flight;
+  tot->local_trips += s->local_trips;
+  tot->retries += s->retries;
+  tot->retry_budget_exhausted += s->retry_budget_exhausted;
+  tot->cooldowns += s->cooldowns;
+  tot->hedges += s->hedges;
+  tot->midstream_continued += s->midstream_continued;
+  if (s->cooldown_remaining_ms > tot->cooldown_remaining_ms) tot->cooldown_remaining_ms = s->cooldown_remaining_ms;
   for (size_t b = 0; b < s->n_latency_buckets; b++) tot->latency_buckets[b] += s->latency_buckets[b];
 }
 
@@ -167,5 +254,7 @@ void telem_report_free(telem_report *st) {
 void telemetry_free(telemetry_t *t) {
   for (size_t i = 0; i < t->nworkers; i++) llmesh__telemetry__free_unpacked(t->workers[i].last, NULL);
   free(t->workers);
+  for (size_t i = 0; i < t->nacc; i++) free(t->acc[i].name);
+  free(t->acc);
   memset(t, 0, sizeof *t);
 }

@@ -257,7 +257,12 @@ static int check_status(int port) {
   CHECK(json_integer_value(json_object_get(json_array_get(deps, 1), "requests")) == 0, "untouched deployment");
   static const char *const keys[] = {"name", "model_group", "provider", "upstream_model", "weight",
       "requests", "success", "client_error", "rate_limited", "server_error", "timeout", "connect_error",
-      "other_error", "cancelled", "failovers", "prompt_tokens", "completion_tokens", "p50_ms", "p99_ms"};
+      "other_error", "cancelled", "failovers", "prompt_tokens", "completion_tokens", "p50_ms", "p99_ms",
+      /* issue 5: counters 15-23, priority order, circuit health and the last probe */
+      "order", "auth_error", "in_flight", "local_trips", "retries", "retry_budget_exhausted", "cooldowns",
+      "hedges", "midstream_continued", "effective_weight", "probe", "circuit", "circuit_reason",
+      "weight_milli", "open_remaining_ms", "probe_share_milli", "cooldown_remaining_ms", "credential_failed",
+      "latency_ewma_ms", "rpm_used", "tpm_used"};
   for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
     CHECK(json_object_get(d, keys[i]) != NULL, "deployment field %s", keys[i]);
   CHECK(json_object_size(d) == sizeof keys / sizeof keys[0], "deployment has extra fields");

@@ -427,7 +427,8 @@ export class Env {
     return {
       model_list,
       router_settings: { num_retries: 2, timeout: 5, allowed_fails: 1000, cooldown_time: 30, ...router_settings },
-      general_settings: { master_key: MASTER_KEY, ...general_settings },
+      // Active probes off unless a test asks: a probe would consume scripted faults.
+      general_settings: { master_key: MASTER_KEY, background_health_checks: false, ...general_settings },
     };
   }
 
