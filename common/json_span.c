@@ -172,7 +172,7 @@ static size_t unescape(const char *s, size_t len, size_t *i, unsigned char *out)
     out[0] = (unsigned char)to[strchr(from, c) - from];
     return 1;
   }
-  unsigned v, lo;
+  unsigned v = 0, lo = 0; /* hex4 cannot fail here (validated), but -O3 cannot know */
   hex4(s, len, *i, &v);
   *i += 4;
   unsigned long cp = v;

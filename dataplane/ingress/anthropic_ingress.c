@@ -20,8 +20,8 @@
  * |                                  |                                            | the adapter restores   |
  * | image base64                     | image_url {url: data:<mime>;base64,<data>} | mapped                 |
  * | image url                        | image_url {url}                            | mapped; other → 400    |
- * | tool_use (assistant)             | tool_calls[] {id, type function, name,     | mapped (compact JSON)  |
- * |                                  |   arguments = JSON text of input}          |                        |
+ * | tool_use (assistant)             | tool_calls[] {id, type function, name,     | mapped (the client's   |
+ * |                                  |   arguments = JSON text of input}          | exact bytes of input)  |
  * | tool_result (user)               | {role: tool, tool_call_id, content}, placed| mapped; OpenAI needs   |
  * |                                  | before the rest of that user message       | tool messages first    |
  * | tool_result content              | string; text blocks joined "\n\n"; with    | mapped                 |
@@ -53,8 +53,8 @@
  *
  * Response mapping (chat.completion → message): id = the completion id when it starts with
  * "msg_", else "msg_" + id; model = the client's alias; content = a text block (when the
- * text or refusal is non-empty) then one tool_use block per tool call, input = the parsed
- * arguments ("" → {}; not a JSON object, e.g. cut at max_tokens → {} and counted in the
+ * text or refusal is non-empty) then one tool_use block per tool call, input = the arguments
+ * text spliced in as sent (no re-encoding; "" → {}; not a JSON object, e.g. cut at max_tokens → {} and counted in the
  * return value); reasoning_content dropped (no signature to give the client).
  * finish_reason → stop_reason (§9.3 reverse): stop → end_turn (stop_sequence + the string
  * when the upstream reports it, vLLM "stop_reason"), length → max_tokens, tool_calls /
@@ -83,12 +83,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json_span.h"
+#include "prov_json.h"
 #include "sse_decoder.h"
 
 #define AI_MAX_LINE (8u << 20)  /* bytes; an SSE line or event above this is garbage */
 #define AI_MAX_TOOLS 4096       /* tool calls per message; more is garbage */
 #define LIT(b, s) buf_append((b), (s), sizeof(s) - 1) /* appends a string literal */
-#define AI_DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
+#define AI_DUMP_FLAGS JSON_COMPACT /* with prov_json_dumps: reals in their shortest form */
 #define AI_NO_ID "msg_llmesh" /* id when the upstream sent none */
 
 /* ---------------------------------------------------------------- shared helpers */
@@ -101,7 +103,7 @@ static const char *str_or(const json_t *v, const char *dflt) {
 }
 
 static uint64_t u64_of(const json_t *v) {
-  return json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v) : 0;
+  return prov_uint(v);
 }
 
 /* OpenAI finish_reason → Anthropic stop_reason (§9.3 reverse). */
@@ -171,7 +173,7 @@ int ai_error_body(const char *type, const char *message, buf_t *out) {
 }
 
 int ai_error_from_openai(int status, const char *body, size_t len, buf_t *out) {
-  json_t *j = body && len ? json_loadb(body, len, 0, NULL) : NULL;
+  json_t *j = body && len ? prov_json_loadb(body, len, 0, NULL) : NULL;
   const json_t *e = json_object_get(j, "error");
   const char *type = ai_error_type(status);
   const char *named = error_type_of(e);
@@ -195,6 +197,8 @@ typedef struct rq_ctx {
   size_t errlen;      /* bytes in err */
   int oom;            /* an allocation failed somewhere while building */
   ai_req_info *info;  /* filled as fields are read */
+  const char *body;   /* the client's request text: tool inputs are copied from it */
+  size_t len;         /* bytes in body */
 } rq_ctx;
 
 static int bad(rq_ctx *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -416,18 +420,22 @@ static int user_convert(rq_ctx *x, size_t mi, const json_t *content, json_t *msg
   return 0;
 }
 
-static int tool_call(rq_ctx *x, const char *where, const json_t *blk, json_t *calls) {
+/* tool_use block messages[mi].content[bi] → an OpenAI tool call whose arguments are the
+ * client's own bytes of input (0.1 stays 0.1, a big integer stays whole). */
+static int tool_call(rq_ctx *x, const char *where, size_t mi, size_t bi, const json_t *blk,
+                     json_t *calls) {
   const json_t *id = json_object_get(blk, "id"), *name = json_object_get(blk, "name");
   const json_t *input = json_object_get(blk, "input");
   if (!json_is_string(id) || !json_is_string(name))
     return bad(x, "%s: tool_use blocks need string id and name", where);
   if (input && !json_is_object(input) && !json_is_null(input))
     return bad(x, "%s.input: Input should be a valid dictionary", where);
-  char *args = json_is_object(input) ? json_dumps(input, AI_DUMP_FLAGS) : strdup("{}");
+  json_span_step path[] = {{"messages", 0}, {NULL, mi}, {"content", 0}, {NULL, bi}, {"input", 0}};
+  json_t *args = json_is_object(input) ? prov_json_raw(x->body, x->len, path, 5, input)
+                                       : json_string("{}");
   if (!args) { x->oom = 1; return 0; }
-  push(x, calls, json_pack("{s:O,s:s,s:{s:O,s:s}}", "id", id, "type", "function", "function",
+  push(x, calls, json_pack("{s:O,s:s,s:{s:O,s:o}}", "id", id, "type", "function", "function",
                            "name", name, "arguments", args));
-  free(args);
   return 0;
 }
 
@@ -442,7 +450,7 @@ static int assistant_convert(rq_ctx *x, size_t mi, const json_t *content, json_t
     snprintf(where, sizeof where, "messages.%zu.content.%zu", mi, i);
     const char *t = str_or(json_object_get(b, "type"), "");
     if (!strcmp(t, "text")) rc = text_part(x, where, b, parts);
-    else if (!strcmp(t, "tool_use")) rc = tool_call(x, where, b, calls);
+    else if (!strcmp(t, "tool_use")) rc = tool_call(x, where, mi, i, b, calls);
     else if (!strcmp(t, "thinking") || !strcmp(t, "redacted_thinking")) note_dropped(x, t);
     else rc = bad(x, "%s.type: '%s' blocks are not supported in assistant messages here", where, t);
     if (rc) break;
@@ -554,8 +562,9 @@ static int sampling_convert(rq_ctx *x, const json_t *in, json_t *body) {
   }
   const json_t *k = json_object_get(in, "top_k");
   if (k && !json_is_null(k)) {
-    if (!json_is_integer(k)) return bad(x, "top_k: Input should be a valid integer");
-    put(x, body, "top_k", json_incref((json_t *)k));
+    json_int_t kv; /* an integral real too: a big number elsewhere loads every integer so */
+    if (!prov_int(k, &kv)) return bad(x, "top_k: Input should be a valid integer");
+    put(x, body, "top_k", json_integer(kv));
   }
   const json_t *stop = json_object_get(in, "stop_sequences");
   if (stop && !json_is_null(stop)) {
@@ -592,8 +601,9 @@ static int body_convert(rq_ctx *x, const json_t *in, json_t *body) {
   if (json_string_length(model) >= AI_MODEL_MAX || strlen(json_string_value(model)) != json_string_length(model))
     return bad(x, "model: String should have at most %d characters", AI_MODEL_MAX - 1);
   if (!mt) return bad(x, "max_tokens: Field required");
-  if (!json_is_integer(mt)) return bad(x, "max_tokens: Input should be a valid integer");
-  if (json_integer_value(mt) < 1) return bad(x, "max_tokens: Input should be greater than or equal to 1");
+  json_int_t mtv; /* an integral real too: a big number elsewhere loads every integer so */
+  if (!prov_int(mt, &mtv)) return bad(x, "max_tokens: Input should be a valid integer");
+  if (mtv < 1) return bad(x, "max_tokens: Input should be greater than or equal to 1");
   const json_t *stream = json_object_get(in, "stream");
   if (stream && !json_is_boolean(stream) && !json_is_null(stream))
     return bad(x, "stream: Input should be a valid boolean");
@@ -607,7 +617,7 @@ static int body_convert(rq_ctx *x, const json_t *in, json_t *body) {
   if ((rc = system_convert(x, json_object_get(in, "system"), msgs)) ||
       (rc = messages_convert(x, json_object_get(in, "messages"), msgs)))
     return rc;
-  put(x, body, "max_tokens", json_incref((json_t *)mt));
+  put(x, body, "max_tokens", json_integer(mtv));
   if ((rc = sampling_convert(x, in, body)) ||
       (rc = tools_convert(x, json_object_get(in, "tools"), body)) ||
       (rc = tool_choice_convert(x, json_object_get(in, "tool_choice"), body)) ||
@@ -630,9 +640,9 @@ int ai_request_to_openai(const char *body, size_t len, buf_t *out, ai_req_info *
   ai_req_info scratch;
   if (!info) info = &scratch;
   memset(info, 0, sizeof *info);
-  rq_ctx x = {.err = err, .errlen = errlen, .info = info};
+  rq_ctx x = {.err = err, .errlen = errlen, .info = info, .body = body ? body : "", .len = len};
   json_error_t je;
-  json_t *in = json_loadb(body ? body : "", len, 0, &je);
+  json_t *in = prov_json_loadb(body ? body : "", len, 0, &je);
   json_t *o = json_object();
   int rc;
   if (!o) rc = -ENOMEM;
@@ -642,7 +652,7 @@ int ai_request_to_openai(const char *body, size_t len, buf_t *out, ai_req_info *
   else rc = body_convert(&x, in, o);
   if (!rc && x.oom) rc = -ENOMEM;
   if (!rc) {
-    char *s = json_dumps(o, AI_DUMP_FLAGS);
+    char *s = prov_json_dumps(o, AI_DUMP_FLAGS);
     if (!s || buf_append(out, s, strlen(s))) rc = -ENOMEM;
     free(s);
   }
@@ -671,22 +681,26 @@ static json_t *usage_of(const json_t *u) {
   return o;
 }
 
-/* arguments text → input object; "" → {}; else NULL (not an object). */
-static json_t *args_input(const json_t *args) {
+/* arguments text → input object (a splice mark: the text goes out as is); "" → {}; NULL
+ * when not an object (*oom set when the mark could not be made). */
+static json_t *args_input(const json_t *args, prov_splice *sp, int *oom) {
   if (json_is_object(args)) return json_incref((json_t *)args);
   if (!args || json_is_null(args) ||
       (json_is_string(args) &&
        strspn(json_string_value(args), " \t\r\n") == json_string_length(args)))
     return json_object();
-  if (!json_is_string(args)) return NULL;
-  json_t *v = json_loadb(json_string_value(args), json_string_length(args), JSON_DECODE_ANY, NULL);
-  if (json_is_object(v)) return v;
-  json_decref(v);
-  return NULL;
+  json_span v;
+  if (!json_is_string(args) ||
+      !prov_json_object_text(json_string_value(args), json_string_length(args), &v))
+    return NULL;
+  json_t *m = prov_splice_mark(sp, v.p, v.len);
+  if (!m) *oom = 1;
+  return m;
 }
 
 /* Fills content blocks from an OpenAI message; returns bad-argument count or -ENOMEM. */
-static int response_content(const json_t *msg, const char *id_prefix, json_t *content) {
+static int response_content(const json_t *msg, const char *id_prefix, json_t *content,
+                            prov_splice *sp) {
   const json_t *text = json_object_get(msg, "content");
   if (!json_is_string(text) || !json_string_length(text)) text = json_object_get(msg, "refusal");
   if (json_is_string(text) && json_string_length(text) &&
@@ -698,7 +712,9 @@ static int response_content(const json_t *msg, const char *id_prefix, json_t *co
   int nbad = 0;
   json_array_foreach(calls, i, tc) {
     const json_t *fn = json_object_get(tc, "function");
-    json_t *input = args_input(json_object_get(fn, "arguments"));
+    int oom = 0;
+    json_t *input = args_input(json_object_get(fn, "arguments"), sp, &oom);
+    if (oom) return -ENOMEM;
     if (!input) { nbad++; input = json_object(); }
     const json_t *id = json_object_get(tc, "id");
     char minted[64];
@@ -712,14 +728,16 @@ static int response_content(const json_t *msg, const char *id_prefix, json_t *co
 }
 
 int ai_response_from_openai(const char *body, size_t len, const char *model, buf_t *out) {
-  json_t *in = json_loadb(body ? body : "", len, 0, NULL);
+  json_t *in = prov_json_loadb(body ? body : "", len, 0, NULL);
   const json_t *choice = json_array_get(json_object_get(in, "choices"), 0);
   const json_t *msg = json_object_get(choice, "message");
   if (!json_is_object(in) || !json_is_object(msg)) { json_decref(in); return -EINVAL; }
   int rc = -ENOMEM;
   buf_t o = {0};
   json_t *content = json_array();
-  int nbad = content ? response_content(msg, "toolu_llmesh_", content) : -ENOMEM;
+  prov_splice sp = {.n = 0};
+  buf_t cs = {0};
+  int nbad = content ? response_content(msg, "toolu_llmesh_", content, &sp) : -ENOMEM;
   if (nbad < 0) goto done;
   const char *finish = str_or(json_object_get(choice, "finish_reason"), NULL);
   const json_t *matched = json_object_get(choice, "stop_reason"); /* vLLM: the stop string */
@@ -728,22 +746,24 @@ int ai_response_from_openai(const char *body, size_t len, const char *model, buf
   int seq = !tools && finish && !strcmp(finish, "stop") && json_is_string(matched);
   if (seq) sr = "stop_sequence";
   json_t *usage = usage_of(json_object_get(in, "usage"));
-  char *cs = json_dumps(content, AI_DUMP_FLAGS), *us = usage ? json_dumps(usage, AI_DUMP_FLAGS) : NULL;
+  char *us = usage ? prov_json_dumps(usage, AI_DUMP_FLAGS) : NULL;
+  int splice_rc = prov_splice_dump(&sp, content, AI_DUMP_FLAGS, &cs);
   json_decref(usage);
-  if (cs && us && !LIT(&o, "{\"id\":") &&
+  if (!splice_rc && us && !LIT(&o, "{\"id\":") &&
       !msg_id_append(&o, str_or(json_object_get(in, "id"), NULL)) &&
       !LIT(&o, ",\"type\":\"message\",\"role\":\"assistant\",\"model\":") &&
       !esc_cstr(&o, model ? model : "") && !LIT(&o, ",\"content\":") &&
-      !buf_append(&o, cs, strlen(cs)) && !buf_printf(&o, ",\"stop_reason\":\"%s\"", sr) &&
+      !buf_append(&o, cs.data, cs.len) && !buf_printf(&o, ",\"stop_reason\":\"%s\"", sr) &&
       !LIT(&o, ",\"stop_sequence\":") &&
       !(seq ? buf_json_quote(&o, json_string_value(matched), json_string_length(matched))
             : LIT(&o, "null")) &&
       !LIT(&o, ",\"usage\":") && !buf_append(&o, us, strlen(us)) && !LIT(&o, "}") &&
       !buf_append(out, o.data, o.len))
     rc = nbad;
-  free(cs);
   free(us);
 done:
+  prov_splice_free(&sp);
+  buf_free(&cs);
   buf_free(&o);
   json_decref(content);
   json_decref(in);
@@ -985,7 +1005,7 @@ static int event_dispatch(void *ud, const sse_event *ev) {
   if (ev->data_len == 6 && !memcmp(ev->data, "[DONE]", 6)) {
     s->rc = on_done(s);
   } else {
-    json_t *c = json_loadb(ev->data, ev->data_len, 0, NULL);
+    json_t *c = prov_json_loadb(ev->data, ev->data_len, 0, NULL);
     s->rc = json_is_object(c) ? on_chunk(s, c)
                               : fail_garbage(s, "The upstream sent an unreadable stream.");
     json_decref(c);

@@ -14,8 +14,8 @@
  * |                                 | text blocks if any part has cache_control   | anywhere, §9.7.2 (a)) |
  * | messages[user]                  | role user; string → text block              | mapped                |
  * | messages[assistant].content     | text blocks ("refusal" parts dropped)       | mapped                |
- * | messages[assistant].tool_calls  | tool_use {id, name, input = parsed args}    | mapped; args "" → {}; |
- * |                                 |                                             | bad JSON/non-object → |
+ * | messages[assistant].tool_calls  | tool_use {id, name, input = the arguments   | mapped; args "" → {}; |
+ * |                                 | text spliced in as sent (prov_splice)       | bad JSON/non-object → |
  * |                                 |                                             | 400                   |
  * | messages[tool]                  | tool_result in a user message, placed before| mapped                |
  * |                                 | that message's other blocks                 |                       |
@@ -67,7 +67,8 @@
  *
  * Response: id = the message id, created = now, model = the caller's name, text blocks
  * concatenated into content (null when there are only tool calls), tool_use → tool_calls
- * (arguments = compact JSON of input), thinking blocks dropped. stop_reason → finish_reason:
+ * (arguments = the exact bytes of input in the answer: no re-encoding, so 0.1 and integers
+ * beyond int64 arrive as sent), thinking blocks dropped. stop_reason → finish_reason:
  * end_turn/stop_sequence/pause_turn/unknown → stop, max_tokens/model_context_window_exceeded
  * → length, tool_use → tool_calls, refusal → content_filter. prompt_tokens = input +
  * cache_read + cache_creation, cached_tokens = cache_read.
@@ -94,7 +95,7 @@
 #define ANTH_MAX_LINE (8u << 20)   /* bytes; an SSE line or event above this is garbage */
 #define ANTH_MAX_BLOCKS 4096       /* content blocks per message; more is garbage */
 #define LIT(b, s) buf_append((b), (s), sizeof(s) - 1) /* appends a string literal */
-#define ANTH_DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
+#define ANTH_DUMP_FLAGS JSON_COMPACT /* with prov_json_dumps: reals in their shortest form */
 
 /* Test hook: a fixed "created" time (seconds); 0 = wall clock. Declared by the tests. */
 void prov_anthropic_set_clock(int64_t now_s);
@@ -117,9 +118,7 @@ static const char *str_or(const json_t *v, const char *dflt) {
   return json_is_string(v) ? json_string_value(v) : dflt;
 }
 
-static uint64_t u64_of(const json_t *v) {
-  return json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v) : 0;
-}
+static uint64_t u64_of(const json_t *v) { return prov_uint(v); }
 
 static const char *anth_finish_reason(const char *stop_reason) {
   if (!stop_reason) return "stop";
@@ -141,12 +140,12 @@ typedef struct anth_tokens {
 /* Overwrites the buckets present in an Anthropic usage object (latest non-null wins). */
 static void tokens_update(anth_tokens *t, const json_t *u) {
   const json_t *v;
-  if ((v = json_object_get(u, "input_tokens")) && json_is_integer(v)) t->input = u64_of(v);
-  if ((v = json_object_get(u, "cache_read_input_tokens")) && json_is_integer(v))
+  if ((v = json_object_get(u, "input_tokens")) && json_is_number(v)) t->input = u64_of(v);
+  if ((v = json_object_get(u, "cache_read_input_tokens")) && json_is_number(v))
     t->cache_read = u64_of(v);
-  if ((v = json_object_get(u, "cache_creation_input_tokens")) && json_is_integer(v))
+  if ((v = json_object_get(u, "cache_creation_input_tokens")) && json_is_number(v))
     t->cache_write = u64_of(v);
-  if ((v = json_object_get(u, "output_tokens")) && json_is_integer(v)) t->output = u64_of(v);
+  if ((v = json_object_get(u, "output_tokens")) && json_is_number(v)) t->output = u64_of(v);
 }
 
 static uint64_t tokens_prompt(const anth_tokens *t) {
@@ -169,6 +168,7 @@ typedef struct req_ctx {
   size_t errlen;    /* bytes in err */
   int oom;          /* an allocation failed somewhere while building */
   json_t *sys;      /* system text blocks collected so far */
+  prov_splice sp;   /* tool-call arguments spliced into the body as the client wrote them */
   int sys_cached;   /* a system block carries cache_control: send blocks, not a string */
 } req_ctx;
 
@@ -291,17 +291,18 @@ static int tool_use_block(req_ctx *x, size_t mi, size_t ti, const json_t *tc, js
   if (!json_is_string(id) || !json_is_string(name))
     return fail(x, "messages[%zu].tool_calls[%zu]: id and function.name must be strings", mi, ti);
   json_t *input = NULL;
+  json_span obj;
   if (json_is_object(args)) {
     input = json_incref((json_t *)args);
   } else if (!args || json_is_null(args) ||
              (json_is_string(args) && strspn(json_string_value(args), " \t\r\n") ==
                                           json_string_length(args))) {
     input = json_object(); /* no arguments */
-  } else if (json_is_string(args)) {
-    input = json_loadb(json_string_value(args), json_string_length(args), JSON_DECODE_ANY, NULL);
-  }
-  if (!json_is_object(input)) {
-    json_decref(input);
+  } else if (json_is_string(args) &&
+             prov_json_object_text(json_string_value(args), json_string_length(args), &obj)) {
+    input = prov_splice_mark(&x->sp, obj.p, obj.len); /* the client's bytes, not a re-print */
+    if (!input) { x->oom = 1; return 0; }
+  } else {
     return fail(x, "messages[%zu].tool_calls[%zu].function.arguments is not a valid JSON object",
                 mi, ti);
   }
@@ -608,7 +609,7 @@ static const char *const anth_dropped[] = {
 static int anth_build_request(const prov_target *t, const prov_canon *c, prov_request *out,
                               char *err, size_t errlen) {
   req_ctx x = {.err = err, .errlen = errlen, .sys = json_array()};
-  json_t *in = json_loadb(c->body ? c->body : "", c->len, 0, NULL);
+  json_t *in = prov_json_loadb(c->body ? c->body : "", c->len, 0, NULL);
   json_t *body = json_object();
   int rc = 0;
   if (!x.sys || !body) rc = -ENOMEM;
@@ -617,17 +618,16 @@ static int anth_build_request(const prov_target *t, const prov_canon *c, prov_re
   if (!rc && x.oom) rc = -ENOMEM;
   if (!rc) {
     prov_drop_present(out, in, anth_dropped);
-    char *s = json_dumps(body, ANTH_DUMP_FLAGS);
-    if (!s || buf_append(&out->body, s, strlen(s)) || request_url(t, &out->url) ||
-        request_headers(t, c, out))
-      rc = -ENOMEM;
-    free(s);
+    rc = prov_splice_dump(&x.sp, body, ANTH_DUMP_FLAGS, &out->body);
+    if (!rc && (request_url(t, &out->url) || request_headers(t, c, out))) rc = -ENOMEM;
+    if (rc == -EINVAL) rc = fail(&x, "tool call arguments are not a valid JSON object");
   }
   if (rc == -ENOMEM && err && errlen) snprintf(err, errlen, "out of memory");
   if (rc) prov_request_free(out);
   json_decref(body);
   json_decref(in);
   json_decref(x.sys);
+  prov_splice_free(&x.sp);
   return rc;
 }
 
@@ -640,8 +640,10 @@ static json_t *usage_json(const anth_tokens *t) {
                    "prompt_tokens_details", "cached_tokens", (json_int_t)t->cache_read);
 }
 
-/* Fills text (concatenated text blocks) and calls (tool_use → OpenAI tool_calls). */
-static int response_blocks(const json_t *content, buf_t *text, int *has_text, json_t *calls) {
+/* Fills text (concatenated text blocks) and calls (tool_use → OpenAI tool_calls, arguments
+ * = the exact bytes of input in body). */
+static int response_blocks(const char *body, size_t len, const json_t *content, buf_t *text,
+                           int *has_text, json_t *calls) {
   size_t i;
   const json_t *b;
   json_array_foreach(content, i, b) {
@@ -653,12 +655,12 @@ static int response_blocks(const json_t *content, buf_t *text, int *has_text, js
         return -ENOMEM;
     } else if (!strcmp(type, "tool_use")) {
       const json_t *input = json_object_get(b, "input");
-      char *args = json_is_object(input) ? json_dumps(input, ANTH_DUMP_FLAGS) : strdup("{}");
-      json_t *tc = json_pack("{s:s,s:s,s:{s:s,s:s}}", "id", str_or(json_object_get(b, "id"), ""),
+      json_span_step path[] = {{"content", 0}, {NULL, i}, {"input", 0}};
+      json_t *args = json_is_object(input) ? prov_json_raw(body, len, path, 3, input) : json_string("{}");
+      json_t *tc = json_pack("{s:s,s:s,s:{s:s,s:o}}", "id", str_or(json_object_get(b, "id"), ""),
                              "type", "function", "function", "name",
-                             str_or(json_object_get(b, "name"), ""), "arguments", args ? args : "");
-      free(args);
-      if (!args || json_array_append_new(calls, tc)) return -ENOMEM;
+                             str_or(json_object_get(b, "name"), ""), "arguments", args);
+      if (!tc || json_array_append_new(calls, tc)) return -ENOMEM;
     } /* thinking, redacted_thinking, server tool blocks: no OpenAI slot */
   }
   return 0;
@@ -666,7 +668,7 @@ static int response_blocks(const json_t *content, buf_t *text, int *has_text, js
 
 static int anth_decode_response(const char *body, size_t len, const char *model, buf_t *out,
                                 prov_usage *usage) {
-  json_t *in = json_loadb(body, len, 0, NULL);
+  json_t *in = prov_json_loadb(body, len, 0, NULL);
   const json_t *content = json_object_get(in, "content");
   if (!json_is_object(in) || !json_is_array(content)) { json_decref(in); return PS_GARBAGE; }
   anth_tokens tk = {0};
@@ -674,7 +676,7 @@ static int anth_decode_response(const char *body, size_t len, const char *model,
   buf_t text = {0};
   int has_text = 0, rc = PS_GARBAGE;
   json_t *calls = json_array(), *msg = json_object(), *res = NULL;
-  if (!calls || !msg || response_blocks(content, &text, &has_text, calls)) goto done;
+  if (!calls || !msg || response_blocks(body, len, content, &text, &has_text, calls)) goto done;
   json_object_set_new(msg, "role", json_string("assistant"));
   json_object_set_new(msg, "content", has_text || !json_array_size(calls)
                                           ? json_stringn(text.data ? text.data : "", text.len)
@@ -686,7 +688,7 @@ static int anth_decode_response(const char *body, size_t len, const char *model,
                   (json_int_t)anth_now(), "model", model ? model : "", "choices", "index", 0,
                   "message", msg, "logprobs", "finish_reason", anth_finish_reason(str_or(sr, NULL)),
                   "usage", usage_json(&tk));
-  char *s = res ? json_dumps(res, ANTH_DUMP_FLAGS) : NULL;
+  char *s = res ? prov_json_dumps(res, ANTH_DUMP_FLAGS) : NULL;
   if (s && !buf_append(out, s, strlen(s))) {
     rc = 0;
     if (json_object_get(in, "usage")) tokens_export(&tk, usage);
@@ -791,11 +793,9 @@ static int chunk_tool(prov_stream *s, int tool, const json_t *id, const json_t *
 }
 
 static anth_block *block_at(prov_stream *s, const json_t *ev) {
-  const json_t *iv = json_object_get(ev, "index");
-  if (!json_is_integer(iv) || json_integer_value(iv) < 0 ||
-      json_integer_value(iv) >= ANTH_MAX_BLOCKS)
-    return NULL;
-  size_t i = (size_t)json_integer_value(iv);
+  json_int_t iv;
+  if (!prov_int(json_object_get(ev, "index"), &iv) || iv < 0 || iv >= ANTH_MAX_BLOCKS) return NULL;
+  size_t i = (size_t)iv;
   if (i >= s->nblocks) {
     anth_block *nb = realloc(s->blocks, (i + 1) * sizeof *nb);
     if (!nb) return NULL;
@@ -926,7 +926,7 @@ static int event_translate(prov_stream *s, const json_t *ev) {
 /* One complete SSE event; nonzero stops decoding. */
 static int event_dispatch(void *ud, const sse_event *e) {
   prov_stream *s = ud;
-  json_t *ev = json_loadb(e->data, e->data_len, 0, NULL);
+  json_t *ev = prov_json_loadb(e->data, e->data_len, 0, NULL);
   s->event = e->event;
   s->rc = json_is_object(ev) ? event_translate(s, ev) : PS_GARBAGE;
   if (s->rc == PS_GARBAGE && s->err) *s->err = PE_GARBAGE;
@@ -960,7 +960,7 @@ static int anth_stream_end(prov_stream *s, buf_t *out, prov_usage *usage) {
 
 static prov_error anth_classify_error(int status, const char *body, size_t len,
                                       uint64_t *retry_after_ms) {
-  json_t *j = body ? json_loadb(body, len, 0, NULL) : NULL;
+  json_t *j = body ? prov_json_loadb(body, len, 0, NULL) : NULL;
   const json_t *e = json_object_get(j, "error");
   const char *type = str_or(json_object_get(e, "type"), "");
   const char *msg = str_or(json_object_get(e, "message"), "");

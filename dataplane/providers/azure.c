@@ -69,6 +69,7 @@
 #include <strings.h>
 
 #include "azure.h"
+#include "prov_json.h"
 #include "sse_decoder.h"
 
 #define AZURE_DEFAULT_VERSION "2024-10-21"
@@ -398,7 +399,7 @@ static prov_error az_error_class(int http, const json_t *e, uint64_t *retry_afte
 
 static prov_error az_classify_error(int status, const char *body, size_t len,
                                     uint64_t *retry_after_ms) {
-  json_t *doc = body ? json_loadb(body, len, 0, NULL) : NULL;
+  json_t *doc = body ? prov_json_loadb(body, len, 0, NULL) : NULL;
   const json_t *e = json_object_get(doc, "error");
   prov_error cls = az_error_class(status ? status : 500, json_is_object(e) ? e : NULL,
                                   retry_after_ms);
@@ -409,8 +410,7 @@ static prov_error az_classify_error(int status, const char *body, size_t len,
 /* ---- whole answers ----------------------------------------------------------------- */
 
 static uint64_t az_count(const json_t *o, const char *key) {
-  json_int_t v = json_integer_value(json_object_get(o, key));
-  return v > 0 ? (uint64_t)v : 0;
+  return prov_uint(json_object_get(o, key));
 }
 
 /* Reads an OpenAI usage object; 0 if there is none. */
@@ -454,7 +454,7 @@ int azure_copy_with_model(buf_t *out, const char *json, size_t len, const char *
 
 static int az_decode_response(const char *body, size_t len, const char *model, buf_t *out,
                               prov_usage *usage) {
-  json_t *doc = body ? json_loadb(body, len, 0, NULL) : NULL;
+  json_t *doc = body ? prov_json_loadb(body, len, 0, NULL) : NULL;
   int rc = PS_GARBAGE;
   if (json_is_object(doc) && !json_object_get(doc, "error") &&
       json_is_array(json_object_get(doc, "choices"))) {
@@ -567,7 +567,7 @@ static int az_rebuild(prov_stream *s, json_t *ev, buf_t *out) {
     json_object_set_new(ev, "choices", keep);
     json_object_set_new(ev, "model", json_string(s->model));
     keep = NULL;
-    char *txt = json_dumps(ev, JSON_COMPACT);
+    char *txt = prov_json_dumps(ev, JSON_COMPACT);
     rc = !txt || buf_printf(out, "data: %s\n\n", txt) ? -ENOMEM : 0;
     free(txt);
   }
@@ -599,7 +599,7 @@ static int az_on_event(prov_stream *s, const char *p, size_t n, buf_t *out) {
 
 /* One event's data without line breaks. */
 static int az_on_flat_event(prov_stream *s, const char *p, size_t n, buf_t *out) {
-  json_t *ev = json_loadb(p, n, 0, NULL);
+  json_t *ev = prov_json_loadb(p, n, 0, NULL);
   if (!json_is_object(ev)) return json_decref(ev), az_fail(s);
   json_t *err = json_object_get(ev, "error");
   if (err && !json_is_null(err)) {

@@ -28,7 +28,8 @@
  *                           input_audio, file, unknown part types → 400
  * messages[assistant]       role assistant; text (string or text parts; refusal parts
  *                           dropped) + tool_calls → {toolUse:{toolUseId = id, name, input =
- *                           JSON.parse(arguments)}} ("" = {}; invalid or non-object → 400)
+ *                           the arguments text spliced in as sent}} ("" = {}; invalid,
+ *                           non-object or duplicate-key JSON → 400)
  * messages[tool]            {toolResult:{toolUseId = tool_call_id, content:[{text}]}} in a
  *                           user message, placed after earlier toolResults but before other
  *                           blocks of that message; empty content → "(empty)" (Converse
@@ -110,6 +111,7 @@ typedef struct br_build {
   int tool_blocks;  /* the history has toolUse or toolResult blocks */
   char *err;        /* client-facing message */
   size_t errlen;    /* bytes in err */
+  prov_splice sp;   /* argument objects spliced in as the client wrote them */
 } br_build;
 
 /* ---- content blocks ------------------------------------------------------------------ */
@@ -235,15 +237,20 @@ static int user_msg(br_build *b, json_t *msg, const char *what) {
   return push_msg(b, "user", blocks, 0);
 }
 
-/* arguments string → object: "" (or blanks) = {}; anything but a JSON object → 400. */
-static int parse_arguments(br_build *b, const char *args, json_t **out, const char *what) {
+/* arguments string → object: "" (or blanks) = {}; anything but a JSON object (duplicate
+ * keys included: Bedrock rejects them) → 400. The object goes upstream as the client's own
+ * bytes, spliced at dump time. */
+static int parse_arguments(br_build *b, json_t *av, json_t **out, const char *what) {
+  const char *args = json_string_value(av);
+  size_t n = json_string_length(av);
+  json_span v;
   if (!args) return reject(b, "%s: function.arguments must be a string", what);
-  if (!args[strspn(args, " \t\r\n")]) return (*out = json_object()) ? 0 : -ENOMEM;
-  *out = json_loads(args, JSON_REJECT_DUPLICATES, NULL);
-  if (json_is_object(*out)) return 0;
-  json_decref(*out);
-  *out = NULL;
-  return reject(b, "%s: function.arguments must be a JSON object", what);
+  if (strspn(args, " \t\r\n") == n) return (*out = json_object()) ? 0 : -ENOMEM;
+  json_t *dup_check = prov_json_loadb(args, n, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
+  int ok = json_is_object(dup_check) && prov_json_object_text(args, n, &v);
+  json_decref(dup_check);
+  if (!ok) return reject(b, "%s: function.arguments must be a JSON object", what);
+  return (*out = prov_splice_mark(&b->sp, v.p, v.len)) ? 0 : -ENOMEM;
 }
 
 static int add_calls(br_build *b, json_t *calls, json_t *blocks, const char *what) {
@@ -257,7 +264,7 @@ static int add_calls(br_build *b, json_t *calls, json_t *blocks, const char *wha
     const char *id = prov_str_field(tc, "id"), *name = prov_str_field(fn, "name");
     if (!id || !*id) return reject(b, "%s: id must be a non-empty string", w);
     if (!name || !*name) return reject(b, "%s: function.name must be a non-empty string", w);
-    int rc = parse_arguments(b, prov_str_field(fn, "arguments"), &input, w);
+    int rc = parse_arguments(b, prov_field(fn, "arguments"), &input, w);
     if (rc) return rc;
     json_t *blk = json_pack("{s:{s:s,s:s,s:o}}", "toolUse", "toolUseId", id, "name", name,
                             "input", input);
@@ -617,10 +624,10 @@ static const char *const bedrock_dropped[] = {
 
 static int bedrock_build_request(const prov_target *t, const prov_canon *c, prov_request *out,
                                  char *err, size_t errlen) {
-  br_build b = {json_array(), json_array(), json_object(), 0, err, errlen};
-  json_t *req = json_loadb(c->body, c->len, 0, NULL), *body = json_object();
+  br_build b = {.messages = json_array(), .system = json_array(), .used = json_object(),
+                .err = err, .errlen = errlen};
+  json_t *req = prov_json_loadb(c->body, c->len, 0, NULL), *body = json_object();
   br_url u = {{0}, {0}};
-  char *s = NULL;
   int rc = -ENOMEM;
   if (!b.messages || !b.system || !b.used || !body) goto done;
   if (!json_is_object(req)) {
@@ -629,13 +636,14 @@ static int bedrock_build_request(const prov_target *t, const prov_canon *c, prov
   }
   if ((rc = build_url(&b, t, c->stream, out, &u)) || (rc = translate(&b, req, body))) goto done;
   prov_drop_present(out, req, bedrock_dropped);
-  rc = -ENOMEM;
-  if (!(s = json_dumps(body, BEDROCK_DUMP_FLAGS))) goto done;
-  size_t blen = strlen(s);
-  if ((rc = build_headers(&b, t, &u, s, blen, out))) goto done;
-  rc = buf_append(&out->body, s, blen) ? -ENOMEM : 0;
+  /* the signature covers the final bytes, spliced arguments included */
+  if ((rc = prov_splice_dump(&b.sp, body, BEDROCK_DUMP_FLAGS, &out->body))) {
+    if (rc == -EINVAL) rc = reject(&b, "function arguments are not a valid JSON object");
+    goto done;
+  }
+  rc = build_headers(&b, t, &u, out->body.data, out->body.len, out);
 done:
-  free(s);
+  prov_splice_free(&b.sp);
   buf_free(&u.host);
   buf_free(&u.path);
   json_decref(req);
@@ -698,7 +706,7 @@ static const char *body_str(json_t *doc, const char *a, const char *b) {
 
 static prov_error bedrock_classify_error(int status, const char *body, size_t len,
                                          uint64_t *retry_after_ms) {
-  json_t *doc = body ? json_loadb(body, len, 0, NULL) : NULL;
+  json_t *doc = body ? prov_json_loadb(body, len, 0, NULL) : NULL;
   const char *type = body_str(doc, "__type", "code");
   if (!type) type = body_str(doc, "Code", "type");
   prov_error e = bedrock_error_class(status, type, body_str(doc, "message", "Message"));

@@ -8,7 +8,7 @@
  *   model           the name the caller passes (the client's deployment name)
  *   choices[0]      output.message.content: text blocks concatenated; toolUse →
  *                   tool_calls[{id = toolUseId, type "function", function{name, arguments =
- *                   compact JSON of input}}]; reasoningContent, image, document and other
+ *                   the exact bytes of input in the upstream JSON}}]; reasoningContent, image, document and other
  *                   blocks dropped; content null when there are tool calls and no text
  *   finish_reason   tool_use → tool_calls; max_tokens, model_context_window_exceeded →
  *                   length; content_filtered, guardrail_intervened → content_filter;
@@ -42,6 +42,7 @@
  * whole; usage is unknown and never made up) → PS_DONE. EOF before messageStop → PS_GARBAGE.
  * Payloads' "p" padding fields are ignored like every unknown field. */
 #include "bedrock.h"
+#include "prov_json.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -79,10 +80,7 @@ static json_t *make_id(uint64_t created) {
 
 /* ---- shared pieces ------------------------------------------------------------------- */
 
-static uint64_t count(json_t *o, const char *key) {
-  json_int_t v = json_integer_value(json_object_get(o, key));
-  return v > 0 ? (uint64_t)v : 0;
-}
+static uint64_t count(json_t *o, const char *key) { return prov_uint(json_object_get(o, key)); }
 
 static void read_usage(json_t *u, br_usage *out) {
   if (!json_is_object(u)) return;
@@ -121,7 +119,7 @@ static const char *finish_reason(const char *reason, int has_calls) {
 }
 
 static int emit_json(buf_t *out, json_t *j) {
-  char *s = j ? json_dumps(j, BEDROCK_DUMP_FLAGS) : NULL;
+  char *s = j ? prov_json_dumps(j, BEDROCK_DUMP_FLAGS) : NULL;
   int rc = !s || buf_printf(out, "data: %s\n\n", s) ? -ENOMEM : 0;
   free(s);
   json_decref(j);
@@ -130,25 +128,33 @@ static int emit_json(buf_t *out, json_t *j) {
 
 /* ---- decode_response ----------------------------------------------------------------- */
 
-static json_t *tool_call(json_t *use) {
+/* Upstream response text: tool inputs are copied from it byte for byte. */
+typedef struct br_src {
+  const char *doc; /* the whole Converse response */
+  size_t len;      /* bytes in doc */
+} br_src;
+
+/* tool_calls[] entry for output.message.content[i].toolUse. */
+static json_t *tool_call(json_t *use, const br_src *src, size_t i) {
   const char *id = json_string_value(json_object_get(use, "toolUseId"));
   const char *name = json_string_value(json_object_get(use, "name"));
   json_t *input = json_object_get(use, "input");
-  char *a = input ? json_dumps(input, BEDROCK_DUMP_FLAGS | JSON_ENCODE_ANY) : NULL;
-  json_t *tc = json_pack("{s:s,s:s,s:{s:s,s:s}}", "id", id ? id : "", "type", "function",
-                         "function", "name", name ? name : "", "arguments", a ? a : "{}");
-  free(a);
-  return tc;
+  json_span_step path[] = {{"output", 0}, {"message", 0}, {"content", 0}, {NULL, i},
+                           {"toolUse", 0}, {"input", 0}};
+  json_t *a = input ? prov_json_raw(src->doc, src->len, path, ARRAY_SIZE(path), input)
+                    : json_string("{}");
+  return json_pack("{s:s,s:s,s:{s:s,s:o}}", "id", id ? id : "", "type", "function", "function",
+                   "name", name ? name : "", "arguments", a);
 }
 
-static json_t *choice(json_t *content, const char *stop) {
+static json_t *choice(json_t *content, const char *stop, const br_src *src) {
   json_t *calls = json_array(), *blk;
   buf_t text = {0};
   size_t i;
   json_array_foreach(content, i, blk) {
     const char *t = json_string_value(json_object_get(blk, "text"));
     json_t *use = json_object_get(blk, "toolUse");
-    if (json_is_object(use)) json_array_append_new(calls, tool_call(use));
+    if (json_is_object(use)) json_array_append_new(calls, tool_call(use, src, i));
     else if (t) buf_append(&text, t, strlen(t));
   }
   int has_calls = json_array_size(calls) > 0;
@@ -164,7 +170,8 @@ static json_t *choice(json_t *content, const char *stop) {
 
 int bedrock_decode_response(const char *body, size_t len, const char *model, buf_t *out,
                             prov_usage *usage) {
-  json_t *resp = json_loadb(body, len, 0, NULL);
+  json_t *resp = prov_json_loadb(body, len, 0, NULL);
+  br_src src = {body, len};
   json_t *content = json_object_get(json_object_get(json_object_get(resp, "output"), "message"),
                                     "content");
   int rc = PS_GARBAGE;
@@ -175,9 +182,9 @@ int bedrock_decode_response(const char *body, size_t len, const char *model, buf
   json_t *doc = json_pack("{s:o,s:s,s:I,s:s,s:[o]}", "id", make_id(created), "object",
                           "chat.completion", "created", (json_int_t)created, "model",
                           model ? model : "", "choices",
-                          choice(content, json_string_value(json_object_get(resp, "stopReason"))));
+                          choice(content, json_string_value(json_object_get(resp, "stopReason")), &src));
   if (doc && u.seen) json_object_set_new(doc, "usage", usage_json(&u));
-  char *s = doc ? json_dumps(doc, BEDROCK_DUMP_FLAGS) : NULL;
+  char *s = doc ? prov_json_dumps(doc, BEDROCK_DUMP_FLAGS) : NULL;
   if (s && buf_append(out, s, strlen(s)) == 0) {
     export_usage(&u, usage);
     rc = 0;
@@ -269,8 +276,8 @@ static int emit_tool(prov_stream *s, buf_t *out, int tool, const char *id, const
 
 static br_block *block_at(prov_stream *s, json_t *ev) {
   json_t *iv = json_object_get(ev, "contentBlockIndex");
-  json_int_t i = json_integer_value(iv); /* absent = 0 */
-  if ((iv && !json_is_integer(iv)) || i < 0 || i >= MAX_BLOCKS) return NULL;
+  json_int_t i = 0; /* absent = 0 */
+  if ((iv && !prov_int(iv, &i)) || i < 0 || i >= MAX_BLOCKS) return NULL;
   if ((size_t)i >= s->nblocks) {
     br_block *nb = realloc(s->blocks, ((size_t)i + 1) * sizeof *nb);
     if (!nb) return NULL;
@@ -428,7 +435,7 @@ static int on_frame(prov_stream *s, const es_frame *f, buf_t *out) {
     if (!exception) return fail(s);
     et = NULL, etl = 0;
   }
-  json_t *ev = json_loadb(f->payload, f->payload_len, 0, NULL);
+  json_t *ev = prov_json_loadb(f->payload, f->payload_len, 0, NULL);
   int rc;
   if (exception) {
     json_t *m = json_object_get(ev, "message");

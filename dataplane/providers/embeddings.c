@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "prov_json.h"
 #include "provider.h"
 
 static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -43,7 +44,7 @@ static json_t *vector_base64(json_t *arr) {
 }
 
 int prov_embeddings_base64(const char *json, size_t len, buf_t *out) {
-  json_t *doc = json_loadb(json, len, 0, NULL), *item;
+  json_t *doc = prov_json_loadb(json, len, 0, NULL), *item;
   json_t *data = json_object_get(doc, "data");
   size_t i;
   int rc = 0;
@@ -55,7 +56,7 @@ int prov_embeddings_base64(const char *json, size_t len, buf_t *out) {
     if (!s) { rc = PS_GARBAGE; goto done; }
     json_object_set_new(item, "embedding", s);
   }
-  char *txt = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  char *txt = prov_json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
   if (!txt) { rc = -ENOMEM; goto done; }
   if (buf_append(out, txt, strlen(txt))) rc = -ENOMEM;
   free(txt);

@@ -16,8 +16,8 @@
  * messages[user]            contents[] role "user"; text / image_url / input_audio / file
  *                           parts (below); other part types → 400
  * messages[assistant]       role "model"; text parts + tool_calls → functionCall{name,
- *                           args=JSON.parse(arguments)} ("" = {}; invalid or non-object
- *                           JSON → 400); tool_calls[].extra_content.google.thought_signature
+ *                           args = the arguments text spliced in as sent} ("" = {};
+ *                           invalid or non-object JSON → 400); tool_calls[].extra_content.google.thought_signature
  *                           → thoughtSignature (Google's OpenAI-compat convention; the
  *                           decoder emits it the same way); refusal parts dropped;
  *                           legacy function_call handled like one tool call
@@ -97,6 +97,7 @@ typedef struct gm_build {
   json_t *calls;    /* tool_call id → function name, latest assistant turn wins */
   char *err;        /* client-facing message */
   size_t errlen;    /* bytes in err */
+  prov_splice sp;   /* argument objects spliced in as the client wrote them */
 } gm_build;
 
 /* ---- parts --------------------------------------------------------------------------- */
@@ -253,11 +254,15 @@ static int user_msg(gm_build *b, json_t *msg, const char *what) {
 static int add_call(gm_build *b, json_t *parts, json_t *fn, const char *sig, const char *what) {
   const char *name = prov_str_field(fn, "name"), *args = prov_str_field(fn, "arguments");
   if (!name || !*name) return reject(b, "%s: function.name must be a non-empty string", what);
-  if (!args) args = "";
-  json_t *obj = *args ? json_loads(args, JSON_DECODE_ANY, NULL) : json_object();
-  if (!obj) return reject(b, "%s: function.arguments is not valid JSON", what);
-  if (!json_is_object(obj))
-    return json_decref(obj), reject(b, "%s: function.arguments must be a JSON object", what);
+  size_t alen = args ? json_string_length(json_object_get(fn, "arguments")) : 0;
+  json_span v;
+  if (alen && json_span_whole(args, alen, &v))
+    return reject(b, "%s: function.arguments is not valid JSON", what);
+  if (alen && !json_span_is_object(&v))
+    return reject(b, "%s: function.arguments must be a JSON object", what);
+  /* the client's own bytes go upstream (spliced at dump time), not a jansson re-print */
+  json_t *obj = alen ? prov_splice_mark(&b->sp, v.p, v.len) : json_object();
+  if (!obj) return -ENOMEM;
   json_t *p = json_pack("{s:{s:s,s:o}}", "functionCall", "name", name, "args", obj);
   if (p && sig) json_object_set_new(p, "thoughtSignature", json_string(sig));
   return json_array_append_new(parts, p) ? -ENOMEM : 0;
@@ -312,12 +317,12 @@ static int assistant_msg(gm_build *b, json_t *msg, const char *what) {
   return push_turn(b, "model", parts);
 }
 
-/* functionResponse.response must be an object: a JSON-object content passes through. */
-static json_t *response_object(json_t *text) {
-  const char *s = json_string_value(text);
-  json_t *obj = s[strspn(s, " \t\r\n")] == '{' ? json_loads(s, 0, NULL) : NULL;
-  if (json_is_object(obj)) return obj;
-  json_decref(obj);
+/* functionResponse.response must be an object: a JSON-object content passes through, as
+ * its own bytes (spliced). */
+static json_t *response_object(gm_build *b, json_t *text) {
+  json_span v;
+  if (prov_json_object_text(json_string_value(text), json_string_length(text), &v))
+    return prov_splice_mark(&b->sp, v.p, v.len);
   return json_pack("{s:O}", "result", text);
 }
 
@@ -338,7 +343,7 @@ static int tool_msg(gm_build *b, json_t *msg, int legacy, const char *what) {
   int rc = content_text(b, prov_field(msg, "content"), &text, what);
   if (rc) return rc;
   json_t *parts = json_pack("[{s:{s:s,s:o}}]", "functionResponse", "name", name, "response",
-                            response_object(text));
+                            response_object(b, text));
   json_decref(text);
   return parts ? push_turn(b, "user", parts) : -ENOMEM;
 }
@@ -582,8 +587,9 @@ static const char *const gemini_dropped[] = {
 
 static int gemini_build_request(const prov_target *t, const prov_canon *c, prov_request *out,
                                 char *err, size_t errlen) {
-  gm_build b = {json_array(), json_array(), json_object(), err, errlen};
-  json_t *req = json_loadb(c->body, c->len, 0, NULL), *body = json_object();
+  gm_build b = {.contents = json_array(), .system = json_array(), .calls = json_object(),
+                .err = err, .errlen = errlen};
+  json_t *req = prov_json_loadb(c->body, c->len, 0, NULL), *body = json_object();
   int rc = -ENOMEM;
   if (!b.contents || !b.system || !b.calls || !body) goto done;
   if (!json_is_object(req)) {
@@ -594,10 +600,10 @@ static int gemini_build_request(const prov_target *t, const prov_canon *c, prov_
       (rc = translate(&b, req, c, body)))
     goto done;
   prov_drop_present(out, req, gemini_dropped);
-  char *s = json_dumps(body, GEMINI_DUMP_FLAGS);
-  rc = !s || buf_append(&out->body, s, strlen(s)) ? -ENOMEM : 0;
-  free(s);
+  rc = prov_splice_dump(&b.sp, body, GEMINI_DUMP_FLAGS, &out->body);
+  if (rc == -EINVAL) rc = reject(&b, "function arguments are not a valid JSON object");
 done:
+  prov_splice_free(&b.sp);
   json_decref(req);
   json_decref(body);
   json_decref(b.contents);
@@ -675,7 +681,7 @@ prov_error gemini_error_class(int http, json_t *st, uint64_t *retry_after_ms) {
 
 static prov_error gemini_classify_error(int status, const char *body, size_t len,
                                         uint64_t *retry_after_ms) {
-  json_t *doc = body ? json_loadb(body, len, 0, NULL) : NULL;
+  json_t *doc = body ? prov_json_loadb(body, len, 0, NULL) : NULL;
   /* streamGenerateContent without alt=sse wraps the status in an array */
   json_t *top = json_is_array(doc) ? json_array_get(doc, 0) : doc;
   json_t *st = json_object_get(top, "error");

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "gemini.h"
+#include "prov_json.h"
 
 #define GE_DEFAULT_BASE "https://generativelanguage.googleapis.com/v1beta"
 #define GE_MAX_INPUTS 2048 /* inputs per request (OpenAI's own limit) */
@@ -45,7 +46,7 @@ int gemini_build_embeddings(const prov_target *t, const char *body, size_t len, 
   const char *base = t->api_base && *t->api_base ? t->api_base : GE_DEFAULT_BASE;
   const char *model = t->upstream_model ? t->upstream_model : "";
   const char *key = t->api_key ? t->api_key : "";
-  json_t *req = json_loadb(body, len, 0, NULL), *reqs = json_array(), *doc = NULL, *v;
+  json_t *req = prov_json_loadb(body, len, 0, NULL), *reqs = json_array(), *doc = NULL, *v;
   int rc = -ENOMEM;
   size_t n = strlen(base), i;
   while (n && base[n - 1] == '/') n--;
@@ -86,7 +87,7 @@ int gemini_build_embeddings(const prov_target *t, const char *body, size_t len, 
   if (prov_request_header(out, "content-type", "application/json")) goto done;
   if (*key && prov_request_header(out, "x-goog-api-key", key)) goto done;
   if (!(doc = json_pack("{s:O}", "requests", reqs))) goto done;
-  char *s = json_dumps(doc, GEMINI_DUMP_FLAGS);
+  char *s = prov_json_dumps(doc, GEMINI_DUMP_FLAGS);
   if (!s) goto done;
   rc = buf_append(&out->body, s, strlen(s)) ? -ENOMEM : 0;
   free(s);
@@ -99,7 +100,7 @@ done:
 
 int gemini_decode_embeddings(const char *body, size_t len, const char *model, buf_t *out,
                              prov_usage *usage) {
-  json_t *doc = json_loadb(body, len, 0, NULL), *e, *x;
+  json_t *doc = prov_json_loadb(body, len, 0, NULL), *e, *x;
   json_t *embs = json_object_get(doc, "embeddings"), *data = json_array(), *res = NULL;
   size_t i, k;
   int rc = PS_GARBAGE;
@@ -116,7 +117,7 @@ int gemini_decode_embeddings(const char *body, size_t len, const char *model, bu
   }
   res = json_pack("{s:s,s:O,s:s,s:{s:i,s:i}}", "object", "list", "data", data, "model",
                   model ? model : "", "usage", "prompt_tokens", 0, "total_tokens", 0);
-  char *s = res ? json_dumps(res, GEMINI_DUMP_FLAGS) : NULL;
+  char *s = res ? prov_json_dumps(res, GEMINI_DUMP_FLAGS) : NULL;
   if (!s) { rc = -ENOMEM; goto done; }
   rc = buf_append(out, s, strlen(s)) ? -ENOMEM : 0;
   free(s);

@@ -9,8 +9,8 @@
  *   choices[i]      one per candidate (index = candidate.index); text parts concatenated,
  *                   `thought: true` parts and executableCode/codeExecutionResult skipped;
  *                   functionCall → tool_calls[{id = functionCall.id or "call_<n>" (n = position
- *                   in the message), type "function", function{name, arguments =
- *                   JSON.stringify(args)}}] plus extra_content.google.thought_signature when
+ *                   in the message), type "function", function{name, arguments = the
+ *                   exact bytes of args in the upstream JSON}}] plus extra_content.google.thought_signature when
  *                   the part has a thoughtSignature (see gemini.c); content null when there
  *                   are tool calls and no text, else the text ("" when none)
  *   finish_reason   STOP → stop (tool_calls when the message has calls); MAX_TOKENS → length;
@@ -34,6 +34,7 @@
  * PS_ERROR; undecodable → PS_GARBAGE with nothing written. Candidates other than index 0 are
  * ignored (n > 1 is rejected for streams). */
 #include "gemini.h"
+#include "prov_json.h"
 #include "sse_decoder.h"
 
 #include <errno.h>
@@ -76,10 +77,7 @@ static json_t *make_id(json_t *resp, uint64_t created) {
 
 /* ---- shared pieces ------------------------------------------------------------------- */
 
-static uint64_t count(json_t *o, const char *key) {
-  json_int_t v = json_integer_value(json_object_get(o, key));
-  return v > 0 ? (uint64_t)v : 0;
-}
+static uint64_t count(json_t *o, const char *key) { return prov_uint(json_object_get(o, key)); }
 
 static void read_usage(json_t *resp, gm_usage *u) {
   json_t *m = json_object_get(resp, "usageMetadata");
@@ -118,18 +116,28 @@ static const char *finish_reason(const char *reason, int has_calls) {
   return has_calls ? "tool_calls" : "stop";
 }
 
-/* tool_calls[] entry for a functionCall part; n = its index in the message. */
-static json_t *tool_call(json_t *part, size_t n) {
+/* Where a part sits in the upstream JSON text: its arguments are copied from there. */
+typedef struct gm_src {
+  const char *doc; /* the whole response or stream event */
+  size_t len;      /* bytes in doc */
+  size_t cand;     /* candidates[] index */
+  size_t part;     /* content.parts[] index */
+} gm_src;
+
+/* tool_calls[] entry for a functionCall part; n = its index in the message; arguments are
+ * the upstream bytes of functionCall.args. */
+static json_t *tool_call(json_t *part, size_t n, const gm_src *src) {
   json_t *fc = json_object_get(part, "functionCall"), *args = json_object_get(fc, "args");
   const char *name = json_string_value(json_object_get(fc, "name"));
   const char *id = json_string_value(json_object_get(fc, "id"));
   const char *sig = json_string_value(json_object_get(part, "thoughtSignature"));
-  char *a = args ? json_dumps(args, GEMINI_DUMP_FLAGS | JSON_ENCODE_ANY) : NULL;
-  json_t *tc = json_pack("{s:o,s:s,s:{s:s,s:s}}", "id",
+  json_span_step path[] = {{"candidates", 0}, {NULL, src->cand}, {"content", 0}, {"parts", 0},
+                           {NULL, src->part}, {"functionCall", 0}, {"args", 0}};
+  json_t *a = args ? prov_json_raw(src->doc, src->len, path, ARRAY_SIZE(path), args)
+                   : json_string("{}");
+  json_t *tc = json_pack("{s:o,s:s,s:{s:s,s:o}}", "id",
                          id && *id ? json_string(id) : json_sprintf("call_%zu", n), "type",
-                         "function", "function", "name", name ? name : "", "arguments",
-                         a ? a : "{}");
-  free(a);
+                         "function", "function", "name", name ? name : "", "arguments", a);
   if (tc && sig)
     json_object_set_new(tc, "extra_content",
                         json_pack("{s:{s:s}}", "google", "thought_signature", sig));
@@ -144,7 +152,7 @@ static const char *part_text(json_t *part) {
 }
 
 static int emit_json(buf_t *out, json_t *j) {
-  char *s = j ? json_dumps(j, GEMINI_DUMP_FLAGS) : NULL;
+  char *s = j ? prov_json_dumps(j, GEMINI_DUMP_FLAGS) : NULL;
   int rc = !s || buf_printf(out, "data: %s\n\n", s) ? -ENOMEM : 0;
   free(s);
   json_decref(j);
@@ -153,14 +161,15 @@ static int emit_json(buf_t *out, json_t *j) {
 
 /* ---- decode_response ----------------------------------------------------------------- */
 
-static json_t *choice(json_t *cand, size_t pos) {
+static json_t *choice(json_t *cand, size_t pos, const char *doc, size_t len) {
   json_t *parts = json_object_get(json_object_get(cand, "content"), "parts"), *part;
   json_t *calls = json_array();
   buf_t text = {0};
   size_t i;
   json_array_foreach(parts, i, part) {
     const char *t = part_text(part);
-    if (is_call(part)) json_array_append_new(calls, tool_call(part, json_array_size(calls)));
+    gm_src src = {doc, len, pos, i};
+    if (is_call(part)) json_array_append_new(calls, tool_call(part, json_array_size(calls), &src));
     else if (t) buf_append(&text, t, strlen(t));
   }
   int has_calls = json_array_size(calls) > 0;
@@ -171,9 +180,9 @@ static json_t *choice(json_t *cand, size_t pos) {
   buf_free(&text);
   if (has_calls) json_object_set(msg, "tool_calls", calls);
   json_decref(calls);
-  json_t *idx = json_object_get(cand, "index");
-  return json_pack("{s:I,s:o,s:n,s:s}", "index",
-                   json_is_integer(idx) ? json_integer_value(idx) : (json_int_t)pos, "message", msg,
+  json_int_t idx = (json_int_t)pos;
+  prov_int(json_object_get(cand, "index"), &idx);
+  return json_pack("{s:I,s:o,s:n,s:s}", "index", idx, "message", msg,
                    "logprobs", "finish_reason", fr ? fr : "stop");
 }
 
@@ -184,13 +193,13 @@ static json_t *blocked_choice(void) {
 
 int gemini_decode_response(const char *body, size_t len, const char *model, buf_t *out,
                            prov_usage *usage) {
-  json_t *resp = json_loadb(body, len, 0, NULL), *cands, *cand;
+  json_t *resp = prov_json_loadb(body, len, 0, NULL), *cands, *cand;
   int rc = PS_GARBAGE;
   if (!json_is_object(resp) || json_object_get(resp, "error")) goto done;
   cands = json_object_get(resp, "candidates");
   json_t *choices = json_array();
   size_t i;
-  json_array_foreach(cands, i, cand) json_array_append_new(choices, choice(cand, i));
+  json_array_foreach(cands, i, cand) json_array_append_new(choices, choice(cand, i, body, len));
   if (json_array_size(choices) == 0 &&
       json_string_value(json_object_get(json_object_get(resp, "promptFeedback"), "blockReason")))
     json_array_append_new(choices, blocked_choice());
@@ -205,7 +214,7 @@ int gemini_decode_response(const char *body, size_t len, const char *model, buf_
                           "chat.completion", "created", (json_int_t)created, "model",
                           model ? model : "", "choices", choices);
   if (doc && u.seen) json_object_set_new(doc, "usage", usage_json(&u));
-  char *s = doc ? json_dumps(doc, GEMINI_DUMP_FLAGS) : NULL;
+  char *s = doc ? prov_json_dumps(doc, GEMINI_DUMP_FLAGS) : NULL;
   if (s && buf_append(out, s, strlen(s)) == 0) {
     export_usage(&u, usage);
     rc = 0;
@@ -270,14 +279,17 @@ static int emit_text(prov_stream *s, buf_t *out, buf_t *text) {
   return emit_delta(s, out, d, NULL);
 }
 
-static int emit_parts(prov_stream *s, buf_t *out, json_t *parts, int *rc) {
+static int emit_parts(prov_stream *s, buf_t *out, json_t *parts, const char *doc, size_t len,
+                      int *rc) {
   buf_t text = {0};
   size_t i;
   json_t *part;
   json_array_foreach(parts, i, part) {
     const char *t = part_text(part);
     if (is_call(part)) {
-      json_t *tc = json_pack("{s:I}", "index", (json_int_t)s->ntools), *call = tool_call(part, s->ntools++);
+      gm_src src = {doc, len, 0, i};
+      json_t *tc = json_pack("{s:I}", "index", (json_int_t)s->ntools);
+      json_t *call = tool_call(part, s->ntools++, &src);
       if (tc && call) json_object_update(tc, call);
       json_decref(call);
       *rc |= emit_text(s, out, &text);
@@ -341,7 +353,7 @@ static int fail(prov_stream *s) {
 /* One complete SSE event's data. */
 static int on_event(prov_stream *s, const char *p, size_t n, buf_t *out) {
   if (n == 6 && !memcmp(p, "[DONE]", 6)) return PS_MORE; /* not Gemini's, but harmless */
-  json_t *ev = json_loadb(p, n, 0, NULL);
+  json_t *ev = prov_json_loadb(p, n, 0, NULL);
   int rc = 0;
   if (!json_is_object(ev)) return json_decref(ev), fail(s);
   if (json_object_get(ev, "error")) {
@@ -357,7 +369,7 @@ static int on_event(prov_stream *s, const char *p, size_t n, buf_t *out) {
   json_t *cand = json_array_get(json_object_get(ev, "candidates"), 0);
   const char *reason = json_string_value(json_object_get(cand, "finishReason"));
   if (!s->finished && cand)
-    emit_parts(s, out, json_object_get(json_object_get(cand, "content"), "parts"), &rc);
+    emit_parts(s, out, json_object_get(json_object_get(cand, "content"), "parts"), p, n, &rc);
   if (!s->finished && !cand &&
       json_string_value(json_object_get(json_object_get(ev, "promptFeedback"), "blockReason")))
     reason = "SAFETY";

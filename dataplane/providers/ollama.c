@@ -20,8 +20,8 @@
  *                           only takes inline bytes); input_audio, file, others → 400
  * messages[assistant]       role "assistant"; text parts joined, refusal parts dropped,
  *                           null → ""; tool_calls[] → tool_calls[{function:{name,
- *                           arguments: JSON.parse(arguments)}}] ("" → {}; invalid or
- *                           non-object JSON → 400); legacy function_call → one tool call
+ *                           arguments: the arguments text spliced in as sent}}] ("" →
+ *                           {}; invalid or non-object JSON → 400); legacy function_call → one tool call
  * messages[tool]            role "tool", tool_name = function name of the nearest earlier
  *                           assistant tool_call with that tool_call_id (unknown → 400),
  *                           content = text (parts joined)
@@ -79,6 +79,7 @@ typedef struct ol_build {
   json_t *calls;  /* tool_call id → function name, latest assistant turn wins */
   char *err;      /* client-facing message */
   size_t errlen;  /* bytes in err */
+  prov_splice sp; /* argument objects spliced in as the client wrote them */
 } ol_build;
 
 static int set(json_t *o, const char *key, json_t *v) {
@@ -176,11 +177,11 @@ static int add_call(ol_build *b, json_t *calls, json_t *fn, const char *id, cons
   if (!av || (json_is_string(av) && json_string_length(av) == 0)) {
     args = json_object();
   } else if (json_is_string(av)) {
-    args = json_loadb(json_string_value(av), json_string_length(av), 0, NULL);
-    if (!json_is_object(args)) {
-      json_decref(args);
+    json_span v;
+    if (!prov_json_object_text(json_string_value(av), json_string_length(av), &v))
       return reject(b, "%s: function.arguments must be a JSON object encoded as a string", what);
-    }
+    args = prov_splice_mark(&b->sp, v.p, v.len); /* the client's bytes, spliced at dump time */
+    if (!args) return -ENOMEM;
   } else if (json_is_object(av)) {
     args = json_incref(av);
   } else {
@@ -402,8 +403,8 @@ static const char *const ollama_dropped[] = {
 
 static int ollama_build_request(const prov_target *t, const prov_canon *c, prov_request *out,
                                 char *err, size_t errlen) {
-  ol_build b = {json_array(), json_object(), err, errlen};
-  json_t *req = c->body ? json_loadb(c->body, c->len, 0, NULL) : NULL, *body = json_object();
+  ol_build b = {.msgs = json_array(), .calls = json_object(), .err = err, .errlen = errlen};
+  json_t *req = c->body ? prov_json_loadb(c->body, c->len, 0, NULL) : NULL, *body = json_object();
   int rc = -ENOMEM;
   if (!b.msgs || !b.calls || !body) goto done;
   if (!json_is_object(req)) {
@@ -414,10 +415,10 @@ static int ollama_build_request(const prov_target *t, const prov_canon *c, prov_
       (rc = translate(&b, t, req, c, body)))
     goto done;
   prov_drop_present(out, req, ollama_dropped);
-  char *s = json_dumps(body, OLLAMA_DUMP_FLAGS);
-  rc = !s || buf_append(&out->body, s, strlen(s)) ? -ENOMEM : 0;
-  free(s);
+  rc = prov_splice_dump(&b.sp, body, OLLAMA_DUMP_FLAGS, &out->body);
+  if (rc == -EINVAL) rc = reject(&b, "function arguments are not a valid JSON object");
 done:
+  prov_splice_free(&b.sp);
   json_decref(req);
   json_decref(body);
   json_decref(b.msgs);
@@ -449,7 +450,7 @@ prov_error ollama_error_class(int http, const char *msg) {
 static prov_error ollama_classify_error(int status, const char *body, size_t len,
                                         uint64_t *retry_after_ms) {
   (void)retry_after_ms; /* Ollama sends no retry hints */
-  json_t *doc = body ? json_loadb(body, len, 0, NULL) : NULL, *e = json_object_get(doc, "error");
+  json_t *doc = body ? prov_json_loadb(body, len, 0, NULL) : NULL, *e = json_object_get(doc, "error");
   const char *msg = json_is_string(e) ? json_string_value(e) : prov_str_field(e, "message");
   prov_error cls = ollama_error_class(status ? status : 500, msg);
   json_decref(doc);

@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "ollama.h"
+#include "prov_json.h"
 
 #define OE_DEFAULT_BASE "http://localhost:11434"
 #define OE_MAX_INPUTS 2048 /* inputs per request (OpenAI's own limit) */
@@ -96,7 +97,7 @@ static json_t *oe_body(const prov_target *t, json_t *req, int *rc, char *err, si
 
 int ollama_build_embeddings(const prov_target *t, const char *body, size_t len, prov_request *out,
                             char *err, size_t errlen) {
-  json_t *req = body ? json_loadb(body, len, 0, NULL) : NULL, *up = NULL;
+  json_t *req = body ? prov_json_loadb(body, len, 0, NULL) : NULL, *up = NULL;
   int rc;
   char *s = NULL;
   if (!json_is_object(req)) {
@@ -107,7 +108,7 @@ int ollama_build_embeddings(const prov_target *t, const char *body, size_t len, 
   if ((rc = oe_url(t, &out->url, err, errlen)) || (rc = oe_headers(t, out, err, errlen)))
     goto done;
   rc = -ENOMEM;
-  if (!(s = json_dumps(up, OLLAMA_DUMP_FLAGS))) goto done;
+  if (!(s = prov_json_dumps(up, OLLAMA_DUMP_FLAGS))) goto done;
   rc = buf_append(&out->body, s, strlen(s)) ? -ENOMEM : 0;
 done:
   free(s);
@@ -119,7 +120,7 @@ done:
 
 int ollama_decode_embeddings(const char *body, size_t len, const char *model, buf_t *out,
                              prov_usage *usage) {
-  json_t *doc = body ? json_loadb(body, len, 0, NULL) : NULL, *e, *x, *res = NULL;
+  json_t *doc = body ? prov_json_loadb(body, len, 0, NULL) : NULL, *e, *x, *res = NULL;
   json_t *embs = json_object_get(doc, "embeddings"), *data = json_array();
   size_t i, k;
   int rc = PS_GARBAGE;
@@ -138,7 +139,7 @@ int ollama_decode_embeddings(const char *body, size_t len, const char *model, bu
   if (p < 0) p = 0;
   res = json_pack("{s:s,s:O,s:s,s:{s:I,s:I}}", "object", "list", "data", data, "model",
                   model ? model : "", "usage", "prompt_tokens", p, "total_tokens", p);
-  char *s = res ? json_dumps(res, OLLAMA_DUMP_FLAGS) : NULL;
+  char *s = res ? prov_json_dumps(res, OLLAMA_DUMP_FLAGS) : NULL;
   if (!s) { rc = -ENOMEM; goto done; }
   rc = buf_append(out, s, strlen(s)) ? -ENOMEM : 0;
   free(s);

@@ -10,8 +10,8 @@
  *   message.content message.content; null when there are tool calls and no text
  *   message.thinking dropped (no OpenAI slot; like Anthropic thinking blocks and Gemini thoughts)
  *   tool_calls      message.tool_calls[{function{name, arguments{…}}}] → [{id "call_<n>",
- *                   type "function", function{name, arguments = compact JSON text of the
- *                   object (a string passes unchanged, absent → "{}")}}]. n is a running
+ *                   type "function", function{name, arguments = the exact bytes of the
+ *                   object in the upstream line (a string passes unchanged, absent → "{}")}}]. n is a running
  *                   counter: from 0 after prov_ollama_set_clock, else seeded from the wall
  *                   clock (µs) and pid, so the ids of one conversation do not repeat across
  *                   turns, workers or restarts (Anthropic rejects repeated tool_use ids)
@@ -33,6 +33,7 @@
  * object → PS_GARBAGE. EOF before done → PS_GARBAGE (a done line missing only its '\n'
  * still completes). Chunks are written as text around a prefix built once per stream. */
 #include "ollama.h"
+#include "prov_json.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -86,8 +87,8 @@ static uint64_t next_call(void) {
 
 static int read_count(json_t *o, const char *key, uint64_t *v) {
   json_t *j = json_object_get(o, key);
-  if (!json_is_integer(j)) return 0;
-  *v = json_integer_value(j) > 0 ? (uint64_t)json_integer_value(j) : 0;
+  if (!json_is_number(j)) return 0;
+  *v = prov_uint(j);
   return 1;
 }
 
@@ -112,19 +113,19 @@ static const char *finish_reason(json_t *resp, int has_calls) {
   return has_calls ? "tool_calls" : "stop";
 }
 
-/* OpenAI tool call for an Ollama {function{name, arguments}}; NULL on ENOMEM. */
-static json_t *tool_call(json_t *call) {
+/* OpenAI tool call for message.tool_calls[i] = {function{name, arguments}} of doc (len
+ * bytes): an arguments object goes out as its upstream bytes. NULL on ENOMEM. */
+static json_t *tool_call(json_t *call, const char *doc, size_t len, size_t i) {
   json_t *fn = json_object_get(call, "function"), *args = json_object_get(fn, "arguments");
   const char *name = json_string_value(json_object_get(fn, "name"));
-  char *a = json_is_string(args) ? strdup(json_string_value(args))
-            : args && !json_is_null(args) ? json_dumps(args, OLLAMA_DUMP_FLAGS | JSON_ENCODE_ANY)
-                                          : strdup("{}");
-  json_t *tc = a ? json_pack("{s:o,s:s,s:{s:s,s:s}}", "id",
-                             json_sprintf("call_%" PRIu64, next_call()), "type", "function",
-                             "function", "name", name ? name : "", "arguments", a)
-                 : NULL;
-  free(a);
-  return tc;
+  json_span_step path[] = {{"message", 0}, {"tool_calls", 0}, {NULL, i}, {"function", 0},
+                           {"arguments", 0}};
+  json_t *a = json_is_string(args) ? json_incref(args)
+              : args && !json_is_null(args) ? prov_json_raw(doc, len, path, ARRAY_SIZE(path), args)
+                                            : json_string("{}");
+  return a ? json_pack("{s:o,s:s,s:{s:s,s:o}}", "id", json_sprintf("call_%" PRIu64, next_call()),
+                       "type", "function", "function", "name", name ? name : "", "arguments", a)
+           : NULL;
 }
 
 
@@ -132,7 +133,7 @@ static json_t *tool_call(json_t *call) {
 
 int ollama_decode_response(const char *body, size_t len, const char *model, buf_t *out,
                            prov_usage *usage) {
-  json_t *resp = body ? json_loadb(body, len, 0, NULL) : NULL, *msg, *tcs, *tc;
+  json_t *resp = body ? prov_json_loadb(body, len, 0, NULL) : NULL, *msg, *tcs, *tc;
   int rc = PS_GARBAGE;
   if (!json_is_object(resp) || json_object_get(resp, "error")) goto done;
   msg = json_object_get(resp, "message");
@@ -140,7 +141,7 @@ int ollama_decode_response(const char *body, size_t len, const char *model, buf_
   tcs = json_object_get(msg, "tool_calls");
   json_t *calls = json_array(), *content = json_object_get(msg, "content");
   size_t i;
-  json_array_foreach(tcs, i, tc) json_array_append_new(calls, tool_call(tc));
+  json_array_foreach(tcs, i, tc) json_array_append_new(calls, tool_call(tc, body, len, i));
   int has_calls = json_array_size(calls) > 0;
   const char *text = json_is_string(content) ? json_string_value(content) : "";
   json_t *m = json_pack("{s:s,s:o}", "role", "assistant", "content",
@@ -159,7 +160,7 @@ int ollama_decode_response(const char *body, size_t len, const char *model, buf_
                         json_pack("{s:I,s:I,s:I}", "prompt_tokens", (json_int_t)u.prompt,
                                   "completion_tokens", (json_int_t)u.completion, "total_tokens",
                                   (json_int_t)(u.prompt + u.completion)));
-  char *s = doc ? json_dumps(doc, OLLAMA_DUMP_FLAGS) : NULL;
+  char *s = doc ? prov_json_dumps(doc, OLLAMA_DUMP_FLAGS) : NULL;
   if (s && buf_append(out, s, strlen(s)) == 0) {
     export_usage(&u, usage);
     rc = 0;
@@ -239,10 +240,12 @@ static int chunk_content(prov_stream *s, buf_t *o, json_t *text) {
   return rc ? -ENOMEM : 0;
 }
 
-static int chunk_tool(prov_stream *s, buf_t *o, json_t *call) {
-  json_t *tc = json_pack("{s:I}", "index", (json_int_t)s->ntools++), *c = tool_call(call);
+static int chunk_tool(prov_stream *s, buf_t *o, json_t *call, const char *line, size_t n,
+                      size_t i) {
+  json_t *tc = json_pack("{s:I}", "index", (json_int_t)s->ntools++);
+  json_t *c = tool_call(call, line, n, i);
   json_t *d = tc && c && !json_object_update(tc, c) ? json_pack("{s:[O]}", "tool_calls", tc) : NULL;
-  char *txt = d ? json_dumps(d, OLLAMA_DUMP_FLAGS) : NULL; /* index first, as OpenAI writes it */
+  char *txt = d ? prov_json_dumps(d, OLLAMA_DUMP_FLAGS) : NULL; /* index first, as OpenAI writes it */
   int rc = !txt || chunk(s, o, txt, strlen(txt), NULL) ? -ENOMEM : 0;
   free(txt);
   json_decref(d);
@@ -314,7 +317,7 @@ static int on_line(prov_stream *s, const char *p, size_t n, buf_t *o) {
   size_t k = 0;
   while (k < n && (p[k] == ' ' || p[k] == '\t')) k++;
   if (k == n) return PS_MORE; /* blank line */
-  json_t *ev = json_loadb(p, n, 0, NULL), *e, *tcs, *tc;
+  json_t *ev = prov_json_loadb(p, n, 0, NULL), *e, *tcs, *tc;
   if (!json_is_object(ev)) return json_decref(ev), fail(s);
   if ((e = json_object_get(ev, "error")) && !json_is_null(e)) {
     int rc = in_band_error(s, o, e);
@@ -330,7 +333,7 @@ static int on_line(prov_stream *s, const char *p, size_t n, buf_t *o) {
   json_t *msg = json_object_get(ev, "message");
   rc |= chunk_content(s, o, json_object_get(msg, "content"));
   tcs = json_object_get(msg, "tool_calls");
-  json_array_foreach(tcs, i, tc) rc |= chunk_tool(s, o, tc);
+  json_array_foreach(tcs, i, tc) rc |= chunk_tool(s, o, tc, p, n, i);
   if (json_is_true(json_object_get(ev, "done"))) {
     rc |= finish(s, o, ev);
     if (!rc) s->rc = PS_DONE;

@@ -5,7 +5,9 @@
  * provider's answer back into canonical form — whole or as a stream, chunk by chunk —
  * and classifies the provider's errors. Adapters are pure: no I/O, no libuv, no curl,
  * so golden vectors and fuzz targets drive them directly. JSON translation uses
- * jansson (correctness first); only the openai passthrough avoids a parse.
+ * jansson (correctness first); only the openai passthrough avoids a parse. Tool-call
+ * arguments are never re-encoded: they travel as the sender's bytes (prov_json.h: raw spans
+ * out, splices in), and every dump prints reals in their shortest round-trip form.
  *
  *   canonical request ──build_request──▶ upstream request
  *   upstream body     ──decode_response─▶ canonical chat.completion JSON

@@ -50,6 +50,8 @@
  * Not done: embeddings (Vertex uses :predict with instances[], not batchEmbedContents),
  * Vertex express-mode API keys, other publishers (Llama, Mistral on Vertex). */
 #include "vertex.h"
+#include "json_span.h"
+#include "prov_json.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -57,7 +59,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define VX_DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15)) /* as prov_anthropic writes */
 #define VX_SNIFF_MAX (16u << 20) /* bytes held before the family is known; more is garbage */
 #define VX_DUMMY_BASE "https://vertex.invalid/v1" /* for prov_gemini's URL, replaced */
 
@@ -171,26 +172,37 @@ static int vx_headers(const prov_target *t, int stream, prov_request *out, char 
 
 /* ---- bodies -------------------------------------------------------------------------- */
 
-/* prov_anthropic's body → Vertex's: anthropic_version first, no model. */
+/* prov_anthropic's body → Vertex's: anthropic_version first, no model. Rewritten member by
+ * member on the bytes (json_span), never re-dumped: the body carries the client's tool
+ * arguments verbatim (big integers, 0.1) and they must stay so. */
 static int anthropic_body(const prov_target *t, buf_t *body) {
-  json_t *in = json_loadb(body->data ? body->data : "", body->len, 0, NULL), *v;
   const char *ver = t->api_version && *t->api_version ? t->api_version : VERTEX_ANTHROPIC_VERSION;
-  json_t *o = json_pack("{s:s}", "anthropic_version", ver);
-  const char *k;
-  int rc = -ENOMEM;
-  if (!json_is_object(in) || !o) goto done;
-  json_object_foreach(in, k, v) {
-    if (!strcmp(k, "model") || !strcmp(k, "anthropic_version")) continue;
-    if (json_object_set(o, k, v)) goto done;
+  const char *s = body->data ? body->data : "";
+  size_t n = body->len, pos = 1, kend, vend;
+  json_span whole;
+  if (json_span_whole(s, n, &whole) || !json_span_is_object(&whole)) return -ENOMEM;
+  buf_t o = {0};
+  int rc = BUF_LIT(&o, "{\"anthropic_version\":") || buf_json_quote(&o, ver, strlen(ver));
+  pos = (size_t)(whole.p - s) + 1;
+  while (!rc) {
+    while (pos < n && strchr(" \t\r\n,", s[pos])) pos++;
+    if (pos >= n || s[pos] == '}') break;
+    if (json_span_skip(s, n, pos, &kend)) { rc = -ENOMEM; break; }
+    size_t colon = kend;
+    while (colon < n && s[colon] != ':') colon++;
+    if (json_span_skip(s, n, colon + 1, &vend)) { rc = -ENOMEM; break; }
+    int drop = (kend - pos == 7 && !memcmp(s + pos, "\"model\"", 7)) ||
+               (kend - pos == 19 && !memcmp(s + pos, "\"anthropic_version\"", 19));
+    if (!drop) rc = BUF_LIT(&o, ",") || buf_append(&o, s + pos, vend - pos);
+    pos = vend;
   }
-  char *s = json_dumps(o, VX_DUMP_FLAGS);
-  buf_reset(body);
-  rc = !s || buf_append(body, s, strlen(s)) ? -ENOMEM : 0;
-  free(s);
-done:
-  json_decref(in);
-  json_decref(o);
-  return rc;
+  if (!rc) rc = BUF_LIT(&o, "}");
+  if (!rc) {
+    buf_reset(body);
+    rc = buf_append(body, o.data, o.len);
+  }
+  buf_free(&o);
+  return rc ? -ENOMEM : 0;
 }
 
 static int vx_build_request(const prov_target *t, const prov_canon *c, prov_request *out,
@@ -221,7 +233,7 @@ static int vx_build_request(const prov_target *t, const prov_canon *c, prov_requ
 
 /* Family of a whole 2xx body. */
 static vertex_family body_family(const char *body, size_t len) {
-  json_t *doc = json_loadb(body ? body : "", body ? len : 0, 0, NULL);
+  json_t *doc = prov_json_loadb(body ? body : "", body ? len : 0, 0, NULL);
   vertex_family f = VERTEX_GEMINI;
   const char *type = json_string_value(json_object_get(doc, "type"));
   if (json_is_object(doc) && !json_object_get(doc, "candidates") &&
@@ -240,7 +252,7 @@ static int vx_decode_response(const char *body, size_t len, const char *model, b
 /* Anthropic error bodies: {"type":"error","error":{"type":"overloaded_error",...}}. */
 static prov_error vx_classify_error(int status, const char *body, size_t len,
                                     uint64_t *retry_after_ms) {
-  json_t *doc = body ? json_loadb(body, len, 0, NULL) : NULL;
+  json_t *doc = body ? prov_json_loadb(body, len, 0, NULL) : NULL;
   json_t *e = json_object_get(doc, "error");
   const char *top = json_string_value(json_object_get(doc, "type"));
   int anth = (top && !strcmp(top, "error")) || json_is_string(json_object_get(e, "type"));
@@ -298,7 +310,7 @@ static void choose(prov_stream *s, vertex_family f) {
 static int line_family(const char *p, size_t n) {
   if (n >= 5 && !memcmp(p, "event", 5) && (n == 5 || p[5] == ':')) return VERTEX_ANTHROPIC;
   if (n < 5 || memcmp(p, "data:", 5)) return -1;
-  json_t *doc = json_loadb(p + 5, n - 5, 0, NULL);
+  json_t *doc = prov_json_loadb(p + 5, n - 5, 0, NULL);
   int f = json_is_string(json_object_get(doc, "type")) ? VERTEX_ANTHROPIC : VERTEX_GEMINI;
   json_decref(doc);
   return f;

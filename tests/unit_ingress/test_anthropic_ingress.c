@@ -25,6 +25,7 @@
 
 #include "anthropic_ingress.h"
 #include "provider.h"
+#include "prov_json.h"
 #include "vector_harness.h"
 
 static const char *vec_dir;
@@ -48,7 +49,8 @@ static json_t *run_request_case(const char *name, const char *in, size_t len, vo
   if (rc != 0 && rc != -EINVAL) fail_msg("%s: rc %d", name, rc);
   json_t *got = rc ? json_pack("{s:s}", "error", err) : json_object();
   if (!rc) {
-    json_t *body = json_loadb(out.data, out.len, 0, NULL);
+    vh_check_raw(name, out.data, out.len);
+    json_t *body = prov_json_loadb(out.data, out.len, 0, NULL);
     if (!body) fail_msg("%s: output is not JSON", name);
     json_object_set_new(got, "openai", body);
     json_object_set_new(got, "info", json_pack("{s:b,s:s,s:i,s:s}", "stream", info.stream, "model",
@@ -75,7 +77,8 @@ static json_t *run_response_case(const char *name, const char *in, size_t len, v
   buf_t out = {0};
   int rc = ai_response_from_openai(in, len, "claude-alias", &out);
   if (rc < 0) fail_msg("%s: ai_response_from_openai %d", name, rc);
-  json_t *msg = json_loadb(out.data, out.len, 0, NULL);
+  vh_check_raw(name, out.data, out.len);
+  json_t *msg = prov_json_loadb(out.data, out.len, 0, NULL);
   if (!msg) fail_msg("%s: output is not JSON: %.*s", name, (int)out.len, out.data);
   buf_free(&out);
   return json_pack("{s:i,s:o}", "rc", rc, "message", msg);

@@ -8,6 +8,7 @@
  *   streams/NAME.meta.json  {"include_usage", "rc": done|error|garbage, "error": class,
  *                            "usage": {prompt, completion, cached, cache_write}}
  *   classify.json           [[status, body or null, class name], ...]
+ * ANTHROPIC_REGEN=1 rewrites the request and response .out files (review the diff).
  * Every stream is also fed split in two at every byte and one byte at a time; the
  * output must be byte-identical. "created" is pinned with prov_anthropic_set_clock. */
 #include <errno.h>
@@ -21,6 +22,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "prov_json.h"
 #include "provider.h"
 #include "vector_harness.h"
 
@@ -48,7 +50,7 @@ static const char *tstr(json_t *target, const char *key, const char *dflt) {
 /* {"url", "headers", "body"} of the built request, or {"error": message}. */
 static json_t *run_request_case(const char *name, const char *bytes, size_t len, void *ctx) {
   (void)ctx;
-  json_t *in = json_loadb(bytes, len, 0, NULL);
+  json_t *in = prov_json_loadb(bytes, len, 0, NULL);
   if (!in) fail_msg("%s: vector is not JSON", name);
   json_t *target = json_object_get(in, "target"), *req = json_object_get(in, "request");
   assert_non_null(req);
@@ -58,7 +60,7 @@ static json_t *run_request_case(const char *name, const char *bytes, size_t len,
       .upstream_model = tstr(target, "upstream_model", "claude-sonnet-4-5"),
       .api_version = tstr(target, "api_version", ""),
   };
-  char *body = json_dumps(req, JSON_COMPACT);
+  char *body = prov_json_dumps(req, JSON_COMPACT); /* reals as a client writes them: 0.7 */
   json_t *so = json_object_get(req, "stream_options");
   prov_canon c = {.body = body, .len = strlen(body),
                   .stream = json_is_true(json_object_get(req, "stream")),
@@ -73,7 +75,8 @@ static json_t *run_request_case(const char *name, const char *bytes, size_t len,
   } else {
     if (rc != 0) fail_msg("%s: build_request failed %d: %s", name, rc, err);
     json_error_t je;
-    json_t *b = json_loadb(r.body.data, r.body.len, 0, &je);
+    vh_check_raw(name, r.body.data, r.body.len);
+    json_t *b = prov_json_loadb(r.body.data, r.body.len, 0, &je);
     if (!b) fail_msg("%s: body is not JSON: %s", name, je.text);
     got = json_pack("{s:s,s:o,s:o}", "url", buf_cstr(&r.url), "headers", vh_prov_headers_json(&r),
                     "body", b);
@@ -86,7 +89,7 @@ static json_t *run_request_case(const char *name, const char *bytes, size_t len,
 
 static void test_requests(void **st) {
   (void)st;
-  assert_true(vh_json_cases(vec_dir, "requests", 0, run_request_case, NULL, NULL) >= 18);
+  assert_true(vh_json_cases(vec_dir, "requests", vh_regen_enabled("ANTHROPIC_REGEN"), run_request_case, NULL, NULL) >= 18);
 }
 
 /* ------------------------------------------------------------ responses */
@@ -115,7 +118,8 @@ static json_t *run_response_case(const char *name, const char *in, size_t len, v
   memset(u, 0, sizeof *u);
   int rc = ops()->decode_response(in, len, "claude-sonnet", &out, u);
   if (rc) fail_msg("%s: decode_response %d", name, rc);
-  json_t *got = json_loadb(out.data, out.len, 0, NULL);
+  vh_check_raw(name, out.data, out.len);
+  json_t *got = prov_json_loadb(out.data, out.len, 0, NULL);
   assert_non_null(got);
   buf_free(&out);
   return got;
@@ -129,7 +133,7 @@ static void check_response_usage(const char *name, json_t *want, json_t *got, vo
 static void test_responses(void **st) {
   (void)st;
   prov_usage u;
-  assert_true(vh_json_cases(vec_dir, "responses", 0, run_response_case, check_response_usage, &u) >=
+  assert_true(vh_json_cases(vec_dir, "responses", vh_regen_enabled("ANTHROPIC_REGEN"), run_response_case, check_response_usage, &u) >=
               4);
 }
 

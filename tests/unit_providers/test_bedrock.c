@@ -23,6 +23,7 @@
 #include <jansson.h>
 
 #include "bedrock.h"
+#include "prov_json.h"
 #include "vector_harness.h"
 #include "sigv4.h"
 
@@ -80,7 +81,8 @@ static json_t *run_request(const prov_target *t, const char *body, size_t len) {
       no_secret(json_string_value(h), t, !strncmp(json_string_value(h), "authorization: Bearer ", 22));
   char hash[65];
   assert_int_equal(sigv4_sha256_hex(r.body.data, r.body.len, hash), 0);
-  json_t *body_json = json_loadb(r.body.data, r.body.len, 0, NULL);
+  vh_check_raw("request body", r.body.data, r.body.len);
+  json_t *body_json = prov_json_loadb(r.body.data, r.body.len, 0, NULL);
   assert_non_null(body_json);
   json_t *out = json_pack("{s:s,s:o,s:o,s:s}", "url", buf_cstr(&r.url), "headers", hs, "body",
                           body_json, "body_sha256", hash);
@@ -97,7 +99,7 @@ static const char *tstr(json_t *o, const char *k, const char *dflt) {
 static json_t *request_case(const char *name, const char *body, size_t len, void *ctx) {
   (void)name;
   (void)ctx;
-  json_t *doc = json_loadb(body, len, 0, NULL), *tg = json_object_get(doc, "target");
+  json_t *doc = prov_json_loadb(body, len, 0, NULL), *tg = json_object_get(doc, "target");
   prov_target t = TARGET;
   char *req = NULL;
   if (json_is_object(tg) && json_object_get(doc, "request")) {
@@ -108,7 +110,7 @@ static json_t *request_case(const char *name, const char *body, size_t len, void
     t.aws_secret_access_key = tstr(tg, "aws_secret_access_key", t.aws_secret_access_key);
     t.aws_session_token = tstr(tg, "aws_session_token", t.aws_session_token);
     t.aws_region = tstr(tg, "aws_region", t.aws_region);
-    req = json_dumps(json_object_get(doc, "request"), JSON_COMPACT);
+    req = prov_json_dumps(json_object_get(doc, "request"), JSON_COMPACT);
   }
   json_t *got = req ? run_request(&t, req, strlen(req)) : run_request(&t, body, len);
   json_decref(doc);

@@ -25,6 +25,7 @@
 
 #include "gemini.h"
 #include "vertex.h"
+#include "prov_json.h"
 #include "vector_harness.h"
 
 #define CREATED 1735000000u
@@ -58,18 +59,20 @@ static void check_reuse(const prov_target *t, const prov_canon *c, prov_request 
     assert_int_equal(r.body.len, vx->body.len);
     assert_memory_equal(r.body.data, vx->body.data, r.body.len);
   } else {
-    json_t *want = json_loadb(r.body.data, r.body.len, 0, NULL);
-    json_t *got = json_loadb(vx->body.data, vx->body.len, 0, NULL);
-    assert_non_null(want);
-    assert_string_equal(json_string_value(json_object_get(want, "model")), t->upstream_model);
-    json_object_del(want, "model");
-    json_object_set_new(want, "anthropic_version",
-                        json_string(*t->api_version ? t->api_version : VERTEX_ANTHROPIC_VERSION));
-    vh_assert_json_equal(want, got, "anthropic body reuse");
-    const char *first = "{\"anthropic_version\":";
-    assert_memory_equal(vx->body.data, first, strlen(first));
-    json_decref(want);
-    json_decref(got);
+    /* byte for byte: the family's body with "model" replaced by anthropic_version in front
+     * (never re-dumped, so spliced tool arguments and reals stay as the client wrote them) */
+    buf_t want = {0}, head = {0};
+    const char *ver = *t->api_version ? t->api_version : VERTEX_ANTHROPIC_VERSION;
+    assert_int_equal(BUF_LIT(&head, "{\"model\":") ||
+                     buf_json_quote(&head, t->upstream_model, strlen(t->upstream_model)) ||
+                     BUF_LIT(&head, ","), 0);
+    assert_true(r.body.len > head.len && !memcmp(r.body.data, head.data, head.len));
+    assert_int_equal(BUF_LIT(&want, "{\"anthropic_version\":") ||
+                     buf_json_quote(&want, ver, strlen(ver)) || BUF_LIT(&want, ",") ||
+                     buf_append(&want, r.body.data + head.len, r.body.len - head.len), 0);
+    vh_assert_bytes_equal(want.data, want.len, vx->body.data, vx->body.len, "anthropic body reuse");
+    buf_free(&want);
+    buf_free(&head);
   }
   prov_request_free(&r);
   /* never the direct-API credentials headers */
@@ -92,7 +95,7 @@ static json_t *run_request(json_t *vec) {
                    .gcp_location = tstr(tj, "gcp_location"),
                    .access_token = tstr(tj, "access_token")};
   json_t *bj = json_object_get(vec, "body");
-  char *body = json_is_string(bj) ? strdup(json_string_value(bj)) : json_dumps(bj, JSON_COMPACT);
+  char *body = json_is_string(bj) ? strdup(json_string_value(bj)) : prov_json_dumps(bj, JSON_COMPACT);
   prov_canon c = {body, strlen(body), json_is_true(json_object_get(bj, "stream")),
                   json_is_true(json_object_get(json_object_get(bj, "stream_options"),
                                                "include_usage"))};
@@ -111,7 +114,8 @@ static json_t *run_request(json_t *vec) {
     out = json_pack("{s:s}", "error", err);
   } else {
     check_reuse(&t, &c, &r);
-    json_t *body_json = json_loadb(r.body.data, r.body.len, 0, NULL);
+    vh_check_raw("request body", r.body.data, r.body.len);
+    json_t *body_json = prov_json_loadb(r.body.data, r.body.len, 0, NULL);
     assert_non_null(body_json);
     out = json_pack("{s:s,s:o,s:o}", "url", buf_cstr(&r.url), "headers", vh_prov_headers_json(&r),
                     "body", body_json);
@@ -123,7 +127,7 @@ static json_t *run_request(json_t *vec) {
 
 static json_t *request_case(const char *name, const char *in, size_t len, void *ctx) {
   (void)ctx;
-  json_t *vec = json_loadb(in, len, 0, NULL);
+  json_t *vec = prov_json_loadb(in, len, 0, NULL);
   if (!vec) fail_msg("%s: vector is not JSON", name);
   json_t *got = run_request(vec);
   json_decref(vec);
@@ -158,7 +162,8 @@ static json_t *response_case(const char *name, const char *body, size_t len, voi
   prov_usage u = {0};
   assert_int_equal(decode(&prov_vertex, body, len, &out, &u), 0);
   assert_true(u.seen);
-  json_t *got = json_loadb(out.data, out.len, 0, NULL);
+  vh_check_raw(name, out.data, out.len);
+  json_t *got = prov_json_loadb(out.data, out.len, 0, NULL);
   if (!got) fail_msg("%s: output is not JSON", name);
   buf_free(&out);
   return got;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "prov_json.h"
 #include "vector_harness.h"
 
 static void path_of(char *path, size_t cap, const char *dir, const char *rel) {
@@ -49,7 +50,7 @@ void vh_write_file(const char *dir, const char *rel, const void *data, size_t le
 }
 
 void vh_write_json(const char *dir, const char *rel, json_t *j, size_t flags) {
-  char *s = json_dumps(j, flags | JSON_ENCODE_ANY);
+  char *s = prov_json_dumps(j, flags | JSON_ENCODE_ANY); /* reals as the adapters print them */
   assert_non_null(s);
   size_t n = strlen(s);
   s = realloc(s, n + 2);
@@ -64,7 +65,7 @@ json_t *vh_load_json(const char *dir, const char *rel) {
   char *s = vh_read_file(dir, rel, &len);
   if (!s) fail_msg("missing vector %s%s%s", dir ? dir : "", dir ? "/" : "", rel);
   json_error_t je;
-  json_t *j = json_loadb(s, len, JSON_DECODE_ANY, &je);
+  json_t *j = prov_json_loadb(s, len, JSON_DECODE_ANY, &je);
   free(s);
   if (!j) fail_msg("%s%s%s: %s (line %d)", dir ? dir : "", dir ? "/" : "", rel, je.text, je.line);
   return j;
@@ -136,6 +137,36 @@ size_t vh_each_case(const char *dir, const char *sub, const char *suffix,
 
 size_t vh_json_out_flags = VH_JSON_OUT;
 
+/* The current case's NAME.raw (NULL when it has none) and whether a runner checked it. */
+static char *raw_want;
+static int raw_checked;
+
+static void raw_load(const char *dir, const char *rel) {
+  size_t n;
+  free(raw_want);
+  raw_want = vh_read_file(dir, rel, &n);
+  raw_checked = 0;
+}
+
+void vh_check_raw(const char *what, const char *bytes, size_t n) {
+  if (!raw_want) return;
+  raw_checked = 1;
+  for (char *line = raw_want; *line;) {
+    size_t ll = strcspn(line, "\n");
+    int found = 0;
+    for (size_t i = 0; ll && i + ll <= n && !found; i++) found = !memcmp(bytes + i, line, ll);
+    if (ll && !found)
+      fail_msg("%s: raw output lacks %.*s\n got %.*s", what, (int)ll, line, (int)n, bytes);
+    line += ll + (line[ll] == '\n');
+  }
+}
+
+static void raw_done(const char *name) {
+  if (raw_want && !raw_checked) fail_msg("%s: has a .raw file but its runner never checked it", name);
+  free(raw_want);
+  raw_want = NULL;
+}
+
 size_t vh_json_cases(const char *dir, const char *sub, int regen, vh_json_run run,
                      vh_json_check check, void *ctx) {
   char **names;
@@ -147,8 +178,11 @@ size_t vh_json_cases(const char *dir, const char *sub, int regen, vh_json_run ru
     snprintf(outp, sizeof outp, "%s/%s.out.json", sub, names[i]);
     char *body = vh_read_file(dir, in, &len);
     if (!body) fail_msg("cannot read %s/%s", dir, in);
+    snprintf(in, sizeof in, "%s/%s.raw", sub, names[i]);
+    raw_load(dir, in);
     json_t *got = run(names[i], body, len, ctx);
     if (!got) fail_msg("%s: no result", names[i]);
+    raw_done(names[i]);
     if (regen) vh_write_json(dir, outp, got, vh_json_out_flags);
     json_t *want = vh_load_json(dir, outp);
     vh_assert_json_equal(want, got, names[i]);
@@ -303,7 +337,8 @@ json_t *vh_prov_request_json(const provider_ops *ops, const prov_target *t, cons
     return json_pack("{s:s}", "error", err);
   }
   assert_null(strstr(buf_cstr(&r.url), t->api_key)); /* the key never goes in the URL */
-  json_t *body_json = json_loadb(r.body.data, r.body.len, 0, NULL);
+  vh_check_raw("request body", r.body.data, r.body.len);
+  json_t *body_json = prov_json_loadb(r.body.data, r.body.len, 0, NULL);
   assert_non_null(body_json);
   json_t *out = json_pack("{s:s,s:o,s:o}", "url", buf_cstr(&r.url), "headers",
                           vh_prov_headers_json(&r), "body", body_json);
@@ -346,7 +381,9 @@ static json_t *response_run(const char *name, const char *in, size_t len, void *
   memset(&rc_->u, 0, sizeof rc_->u);
   if (rc_->ctx->before) rc_->ctx->before();
   int rc = rc_->ctx->ops->decode_response(in, len, rc_->ctx->model, &out, &rc_->u);
-  json_t *got = rc == 0 ? json_loadb(out.data, out.len, 0, NULL) : json_pack("{s:b}", "garbage", 1);
+  if (rc == 0) vh_check_raw(name, out.data, out.len);
+  json_t *got = rc == 0 ? prov_json_loadb(out.data, out.len, 0, NULL)
+                        : json_pack("{s:b}", "garbage", 1);
   if (!got) fail_msg("%s: output is not JSON: %.*s", name, (int)out.len, out.data);
   if (rc) assert_int_equal(rc, PS_GARBAGE);
   if (rc) assert_int_equal(out.len, 0);

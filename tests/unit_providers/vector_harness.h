@@ -22,6 +22,13 @@ void vh_write_json(const char *dir, const char *rel, json_t *j, size_t flags);
 /* Parses dir/rel (any JSON value); fails the test when missing or invalid. */
 json_t *vh_load_json(const char *dir, const char *rel);
 
+/* Exact bytes: a golden case may have a NAME.raw next to NAME.in.json whose every non-empty
+ * line must occur byte for byte in the case's raw output (json_equal compares numbers by
+ * value, so tool-call arguments and re-printed reals are checked here). vh_json_cases loads
+ * it; the runner passes its raw bytes here (no-op without a .raw file), and a case with a
+ * .raw file that was never checked fails. */
+void vh_check_raw(const char *what, const char *bytes, size_t n);
+
 /* json_equal or fail, printing both sides compact with sorted keys. */
 void vh_assert_json_equal(json_t *want, json_t *got, const char *what);
 /* Byte-for-byte equality or fail, printing both sides. */
