@@ -59,6 +59,8 @@ typedef struct mock_fault {
   int error_after;         /* stream: content chunks before an in-band error event; -1 = none */
   int garbage;             /* 200 with a non-JSON body / non-JSON stream events */
   int hang;                /* never answer */
+  double rate;             /* share of requests this fault hits, 0..1 (1 = all); the rest are healthy */
+  int64_t seed;            /* reseed the mock's PRNG when posted; -1 = leave it */
   mock_tool *tools;        /* tool_calls: answer with these calls */
   int ntools;              /* entries in tools */
   struct mock_fault *next; /* queue link */
@@ -185,6 +187,8 @@ extern struct mock {
   int stopping;                /* signal received */
   const char *aws_secret;      /* --aws-secret: verify SigV4 signatures; NULL = shape only */
   uint64_t tokens_issued;      /* Vertex access tokens issued since the last reset */
+  uint64_t seed;               /* --seed: PRNG seed, restored by /mock/reset (default 1) */
+  uint64_t rng;                /* PRNG state (splitmix64) drawn by faults with a rate */
 } M;
 
 extern const mock_format mock_openai, mock_anthropic, mock_gemini, mock_ollama;
@@ -223,6 +227,7 @@ mock_fault *fault_parse(json_t *o, const char **err); /* NULL and *err when malf
 void fault_unref(mock_fault *f);
 mock_fault *fault_next(void); /* next fault (a reference the caller owns); NULL = healthy */
 void queue_clear(void);
+void fault_posted(const mock_fault *f); /* a fault was queued/set: applies its seed */
 size_t fault_args_frag(const mock_tool *t, size_t pos); /* next argument fragment's length */
 
 /* ---- mock_openai.c ------------------------------------------------------------ */

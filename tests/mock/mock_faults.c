@@ -1,4 +1,6 @@
-/* mock_faults.c — fault F parsing, the FIFO queue and the default fault. */
+/* mock_faults.c — fault F parsing, the FIFO queue and the default fault.
+ * A fault with a `rate` < 1 hits only that share of the requests that draw it; the
+ * draw uses a seeded PRNG (--seed, or a fault's `seed`) so chaos runs are reproducible. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -122,6 +124,16 @@ mock_fault *fault_parse(json_t *o, const char **err) {
     f->error_after = (int)n;
   }
   if ((v = json_object_get(o, "tool_calls")) && !json_is_null(v) && tools_parse(f, v, err)) goto bad;
+  f->rate = 1;
+  if ((v = json_object_get(o, "rate")) && !json_is_null(v)) {
+    if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 1) { *err = "rate must be a number in 0..1"; goto bad; }
+    f->rate = json_number_value(v);
+  }
+  f->seed = -1;
+  if ((v = json_object_get(o, "seed")) && !json_is_null(v)) {
+    if (!json_is_integer(v) || json_integer_value(v) < 0) { *err = "seed must be a non-negative integer"; goto bad; }
+    f->seed = json_integer_value(v);
+  }
   f->garbage = json_flag(json_object_get(o, "garbage"));
   f->hang = json_flag(json_object_get(o, "hang"));
   return f;
@@ -140,6 +152,27 @@ void queue_clear(void) {
   M.queued = 0;
 }
 
+/* splitmix64: tiny, any seed (0 too) gives a good sequence; [0, 1) with 53 bits. */
+static double rng_unit(void) {
+  uint64_t z = (M.rng += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return (double)(z >> 11) * 0x1.0p-53;
+}
+
+void fault_posted(const mock_fault *f) {
+  if (f->seed >= 0) M.rng = (uint64_t)f->seed;
+}
+
+/* A drawn fault with rate r hits with probability r; a miss is a healthy answer (the
+ * queue entry is consumed either way, so a queue of N faults still covers N requests). */
+static mock_fault *fault_hit(mock_fault *f) {
+  if (!f || f->rate >= 1 || rng_unit() < f->rate) return f;
+  fault_unref(f);
+  return NULL;
+}
+
 mock_fault *fault_next(void) {
   mock_fault *f = M.qhead;
   if (f) {
@@ -147,8 +180,8 @@ mock_fault *fault_next(void) {
     if (!M.qhead) M.qtail = NULL;
     M.queued--;
     f->next = NULL;
-    return f;
+    return fault_hit(f);
   }
   if (M.deflt) M.deflt->refs++;
-  return M.deflt;
+  return fault_hit(M.deflt);
 }

@@ -51,6 +51,7 @@ static void handle_faults(hs_request *req) {
     else head = f;
     tail = f;
   }
+  for (mock_fault *f = err ? NULL : head; f; f = f->next) fault_posted(f);
   if (err) { /* all or nothing */
     while (head) {
       mock_fault *f = head;
@@ -81,6 +82,7 @@ static void handle_default(hs_request *req) {
     openai_error(req, 400, "invalid_request_error", "invalid_value", err, NULL, 0);
     return;
   }
+  fault_posted(f);
   fault_unref(M.deflt);
   M.deflt = f;
   respond_json(req, 200, "{\"ok\":true}");
@@ -92,6 +94,7 @@ static void handle_reset(hs_request *req) {
   M.deflt = NULL;
   M.requests = M.completed = M.cancelled = 0; /* in_flight is a gauge: kept */
   M.last.set = 0;
+  M.rng = M.seed; /* the same script after a reset draws the same sequence */
   vertex_reset();
   respond_json(req, 200, "{\"ok\":true}");
 }
@@ -162,7 +165,7 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 static void usage(FILE *out) {
   fprintf(out,
-          "usage: llmesh-mock-provider --listen HOST:PORT [--name NAME] [--log-level L] [--aws-secret S]\n"
+          "usage: llmesh-mock-provider --listen HOST:PORT [--name NAME] [--log-level L] [--aws-secret S] [--seed N]\n"
           "\n"
           "A provider mock (OpenAI, Anthropic, Gemini, Ollama, Azure OpenAI, Bedrock, Vertex AI\n"
           "formats) with fault scripting (tests and benchmarks).\n"
@@ -170,6 +173,7 @@ static void usage(FILE *out) {
           "  --name NAME         name used in the reply \"[NAME] Hello from the mock.\" (default mock)\n"
           "  --log-level L       debug|info|warn|error (default info)\n"
           "  --aws-secret S      verify Bedrock SigV4 signatures with this secret key (default: shape only)\n"
+          "  --seed N            seed of the PRNG behind faults with a rate (default 1; /mock/reset restores it)\n"
           "  --help              this text\n"
           "\n"
           "Provider endpoints (POST): /v1/chat/completions, /v1/embeddings (OpenAI); /v1/messages\n"
@@ -182,7 +186,8 @@ static void usage(FILE *out) {
           "POST /token, a JWT-bearer grant). Also GET /v1/models, GET /healthz.\n"
           "Control: POST /mock/faults {\"faults\":[F..]}, POST /mock/default F, POST /mock/reset,\n"
           "GET /mock/stats, POST /mock/token {\"expires_in\":N,\"fail\":0|status,\"revoke\":true}. F fields: status, body, headers, delay_ms, ttft_ms, chunk_delay_ms,\n"
-          "content, cut_after, error_after, garbage, hang, tool_calls [{name, arguments, id}].\n");
+          "content, cut_after, error_after, garbage, hang, tool_calls [{name, arguments, id}],\n"
+          "rate (0..1: share of requests the fault hits, the rest are healthy), seed (reseeds the PRNG).\n");
 }
 
 static int split_hostport(const char *s, char *host, size_t hcap, int *port) {
@@ -205,11 +210,13 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   const char *listen = NULL, *level = "info";
   M.name = "mock";
+  M.seed = 1;
   static const struct option opts[] = {
       {"listen", required_argument, NULL, 'l'},
       {"name", required_argument, NULL, 'n'},
       {"log-level", required_argument, NULL, 'v'},
       {"aws-secret", required_argument, NULL, 's'},
+      {"seed", required_argument, NULL, 'r'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -221,6 +228,16 @@ int main(int argc, char **argv) {
       case 'n': M.name = optarg; break;
       case 'v': level = optarg; break;
       case 's': M.aws_secret = optarg; break;
+      case 'r': {
+        char *end;
+        unsigned long long v = strtoull(optarg, &end, 10);
+        if (!*optarg || *end || optarg[0] == '-') {
+          fprintf(stderr, "llmesh-mock-provider: --seed wants a non-negative integer, got '%s'\n", optarg);
+          return 2;
+        }
+        M.seed = v;
+        break;
+      }
       case 'h': usage(stdout); return 0;
       default:
         fprintf(stderr, "llmesh-mock-provider: bad flag '%s' (see --help)\n", argv[optind - 1]);
@@ -242,6 +259,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   log_init("mock", log_level_parse(level));
+  M.rng = M.seed;
 
   size_t hl = strlen(M.name) + 32;
   M.hello = malloc(hl);

@@ -16,6 +16,7 @@ AUTH=(-H 'Authorization: Bearer sk-test' -H 'Content-Type: application/json')
 "$MOCK" --help >/dev/null; check "--help exits 0" [ $? -eq 0 ]
 "$MOCK" --bogus 2>/dev/null; check "bad flag exits 2" [ $? -eq 2 ]
 "$MOCK" 2>/dev/null; check "missing --listen exits 2" [ $? -eq 2 ]
+"$MOCK" --listen 127.0.0.1:0 --seed x 2>/dev/null; check "bad --seed exits 2" [ $? -eq 2 ]
 
 "$MOCK" --listen 127.0.0.1:0 --name t1 2>"$TMP/log" &
 PID=$!
@@ -98,6 +99,31 @@ check "delay_ms 300 ($T s)" awk -v t="$T" 'BEGIN{exit !(t >= 0.29 && t < 2)}'
 curl -s -d '{"faults":[{"ttft_ms":200,"chunk_delay_ms":50}]}' "$U/mock/faults" >/dev/null
 T=$(chat -N -o /dev/null -w '%{time_starttransfer} %{time_total}' -d '{"model":"m","stream":true}')
 check "ttft+chunk delays ($T)" awk -v a="${T% *}" -v t="${T#* }" 'BEGIN{exit !(a < 0.15 && t >= 0.39 && t < 2)}'
+
+# rate: a fault hits that share of requests (seeded PRNG: the same seed, the same sequence)
+URLS=(); for _ in $(seq 200); do URLS+=(-o /dev/null "$U/v1/chat/completions"); done # one -o per URL
+statuses() { curl -s "${AUTH[@]}" -d "$BODY" -w '%{http_code}\n' "${URLS[@]}" | tr '\n' ' '; }
+curl -s -d '{"status":500,"rate":0.3,"seed":42}' "$U/mock/default" >/dev/null
+S1=$(statuses)
+N500=$(tr ' ' '\n' <<<"$S1" | grep -c '^500$'); N200=$(tr ' ' '\n' <<<"$S1" | grep -c '^200$')
+check "rate 0.3: ~30 % of 200 are 500 ($N500), the rest 200 ($N200)" [ "$N500" -ge 40 ] && [ "$N500" -le 80 ] && [ $((N500 + N200)) = 200 ]
+curl -s -d '{"status":500,"rate":0.3,"seed":42}' "$U/mock/default" >/dev/null
+check "rate: the same seed gives the same sequence" [ "$(statuses)" = "$S1" ]
+curl -s -d '{"status":500,"rate":0.3,"seed":43}' "$U/mock/default" >/dev/null
+check "rate: another seed gives another sequence" [ "$(statuses)" != "$S1" ]
+curl -s -X POST "$U/mock/reset" >/dev/null
+curl -s -d '{"status":500,"rate":0.3}' "$U/mock/default" >/dev/null
+S2=$(statuses)
+curl -s -d '{"status":500,"rate":0.3,"seed":1}' "$U/mock/default" >/dev/null
+check "reset restores the --seed default (1)" [ "$(statuses)" = "$S2" ]
+curl -s -d '{"status":503,"rate":0}' "$U/mock/default" >/dev/null
+check "rate 0: never" [ "$(statuses | tr ' ' '\n' | grep -c '^200$')" = 200 ]
+curl -s -d '{}' "$U/mock/default" >/dev/null
+curl -s -d '{"faults":[{"status":502,"rate":1},{"status":502,"rate":0},{"status":502}]}' "$U/mock/faults" >/dev/null
+Q=$(curl -s "${AUTH[@]}" -d "$BODY" -w '%{http_code} ' "${URLS[@]:0:12}")
+check "rate on queued faults: each entry consumed once ($Q)" [ "$Q" = "502 200 502 200 " ]
+check "rate > 1 rejected" [ "$(curl -s -o /dev/null -w '%{http_code}' -d '{"status":500,"rate":1.5}' "$U/mock/default")" = 400 ]
+check "negative seed rejected" [ "$(curl -s -o /dev/null -w '%{http_code}' -d '{"faults":[{"rate":0.5,"seed":-1}]}' "$U/mock/faults")" = 400 ]
 
 # stats, hang → cancelled
 curl -s -X POST "$U/mock/reset" >/dev/null
