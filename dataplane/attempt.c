@@ -14,11 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "curl_uv.h"
 #include "egress.h"
 #include "gcp_auth.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "server.h"
 #include "stream.h"
 
@@ -33,6 +35,99 @@ static void attempt_next(chat *c, const snap_dep *from, const char *reason);
 static void attempt_failed(chat *c, enum metrics_class cls, const char *reason);
 
 uint64_t attempt_chats_in_flight(void) { return chats_in_flight; }
+
+/* ---- the snapshot's resilience settings and the deployment's breaker -------------------- */
+
+uint64_t attempt_now_ms(void) { return multi.loop ? uv_now(multi.loop) : 0; }
+static uint64_t now_ms(void) { return uv_now(multi.loop); }
+
+/* The worker's breaker state of deployment dep; NULL when there is none (ENOMEM). */
+static dep_state *chat_st(const chat *c, int dep) { return c->snap->deps[dep].st; }
+static const brk_config *chat_brk(const chat *c) { return &c->snap->brk; }
+static uint32_t snap_total_timeout_ms(const chat *c) { return c->snap->total_timeout_ms; }
+static uint32_t snap_max_retry_after_ms(const chat *c) { return c->snap->max_retry_after_ms; }
+
+/* Wall clock ms (absolute reset times in headers are dates); breakers use loop time. */
+static uint64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* A response header line of the current attempt ("Name: value\r\n"), any status: the
+ * provider's reset hint (ratelimit.h), read at the end of the block. */
+static void reset_hint_header(chat *c, const char *line, size_t len) {
+  const char *colon = memchr(line, ':', len);
+  if (!colon || colon == line) return;
+  char f = (char)(line[0] | 0x20); /* retry-after*, x-ratelimit-*, anthropic-ratelimit-* */
+  if (f != 'r' && f != 'x' && f != 'a') return;
+  size_t nlen = (size_t)(colon - line);
+  ratelimit_header(&c->rl, line, nlen, colon + 1, len - nlen - 1, wall_ms());
+}
+
+/* ---- outcomes to the breaker --------------------------------------------------------
+ * Every attempt that reached curl calls breaker_attempt_start once and brk_end exactly
+ * once (brk_open guards it: the first path that knows the outcome reports it; chat_free
+ * reports a forgotten one as neutral so in_flight never leaks). */
+
+static void brk_start(chat *c, int dep) {
+  dep_state *st = chat_st(c, dep);
+  c->brk_open = 0;
+  if (!st) return;
+  brk_state was = st->local;
+  breaker_attempt_start(st, now_ms());
+  c->brk_open = 1;
+  if (was == BRK_OPEN && st->local == BRK_HALF_OPEN) /* this attempt is the trial */
+    LOG_INFO(c->rid, "circuit_half_open", LF_S("deployment", c->snap->deps[dep].name),
+             LF_S("circuit_level", "local"));
+}
+
+static void brk_end(chat *c, brk_outcome o) {
+  if (!c->brk_open) return;
+  c->brk_open = 0;
+  dep_state *st = chat_st(c, c->dep);
+  if (!st) return;
+  const snap_dep *d = &c->snap->deps[c->dep];
+  uint32_t fails = st->consecutive_fails + 1; /* the run this failure extends */
+  brk_state was = st->local;
+  uint64_t now = now_ms();
+  double lat = o == BO_SUCCESS ? c->hdr_latency_ms : 0;
+  if (breaker_attempt_end(st, chat_brk(c), now, o, lat, o == BO_RATE_LIMITED ? c->reset_ms : 0) == 1)
+    LOG_WARN(c->rid, "circuit_open", LF_S("deployment", d->name), LF_S("circuit_level", "local"),
+             LF_I("consecutive_failures", fails), LF_I("open_ms", st->open_ms));
+  if (was == BRK_HALF_OPEN && st->local == BRK_CLOSED)
+    LOG_INFO(c->rid, "circuit_closed", LF_S("deployment", d->name), LF_S("circuit_level", "local"));
+  if (o == BO_SUCCESS && c->committed && c->ttft_ms > 0) breaker_ttft(st, c->ttft_ms);
+  if (o == BO_RATE_LIMITED) {
+    uint64_t left = st->cooldown_until_ms > now ? st->cooldown_until_ms - now : 0;
+    if (!c->soonest_reset_ms || (left && left < c->soonest_reset_ms)) c->soonest_reset_ms = left;
+    LOG_INFO(c->rid, "cooldown", LF_S("deployment", d->name), LF_I("cooldown_ms", left),
+             LF_I("reset_hint_ms", c->reset_ms));
+  }
+}
+
+/* Anthropic's 529 / overloaded_error is a cooldown like a 429 (a 503 stays a 5xx). */
+static int is_overloaded(const chat *c, const char *reason) {
+  if (strcmp(reason, "http_529") == 0) return 1;
+  return strcmp(reason, prov_error_name(PE_OVERLOADED)) == 0 && c->status != 503;
+}
+
+/* What a failed attempt says about its deployment's health. */
+static brk_outcome failure_outcome(const chat *c, enum metrics_class cls, const char *reason) {
+  int cut_short = c->clipped && c->deadline_ms && now_ms() >= c->deadline_ms;
+  switch (cls) {
+    case MC_CONNECT_ERROR: return BO_CONNECT_FAIL;
+    case MC_TIMEOUT: /* stopped early by the request's total deadline: says nothing */
+      if (cut_short) return BO_NEUTRAL;
+      return strcmp(reason, "connect_timeout") == 0 ? BO_CONNECT_FAIL : BO_TIMEOUT;
+    case MC_RATE_LIMITED: return BO_RATE_LIMITED;
+    case MC_AUTH_ERROR: /* a minted access token was refused: dropped, the next is fresh */
+      return c->used_token ? BO_NEUTRAL : BO_AUTH;
+    case MC_CLIENT_ERROR:
+    case MC_CANCELLED: return BO_NEUTRAL;
+    default: return is_overloaded(c, reason) ? BO_RATE_LIMITED : BO_SERVER;
+  }
+}
 
 /* ---- lifetime ------------------------------------------------------------------ */
 
@@ -72,6 +167,7 @@ static void release_easy(chat *c) {
 }
 
 static void chat_free(chat *c) {
+  if (c->brk_open) brk_end(c, BO_NEUTRAL);
   gcp_auth_cancel(&c->gw);
   release_easy(c);
   uv_timer_stop(&c->timer);
@@ -104,10 +200,12 @@ static void chat_respond(chat *c, int status, const char *ctype, const char *bod
 }
 
 static void chat_error(chat *c, int status, const char *type, const char *code, const char *msg) {
+  char ra[16];
+  snprintf(ra, sizeof ra, "%u", c->retry_after_s ? c->retry_after_s : 1u);
   hs_header h[3] = {{"x-llmesh-deployment", c->hdr_deployment},
-                    {"x-llmesh-attempts", c->hdr_attempts}, {"retry-after", "1"}};
+                    {"x-llmesh-attempts", c->hdr_attempts}, {"retry-after", ra}};
   int nh = c->attempts ? 2 : 0;
-  if (status == 429) h[nh++] = h[2];
+  if (status == 429 || (status == 503 && c->retry_after_s)) h[nh++] = h[2];
   buf_t b = {0};
   if (c->egress != EGRESS_OPENAI &&
       egress_error_body(c->egress, status, type, code, msg, &b) == 0) {
@@ -131,20 +229,26 @@ static size_t on_header(char *b, size_t size, size_t n, void *ud) {
     c->status = sp ? atoi(sp + 1) : 0;
     c->headers_done = 0;
     c->relay = 0;
+    c->reset_ms = 0;
+    memset(&c->rl, 0, sizeof c->rl);
     c->content_type[0] = '\0';
     return len;
   }
   if (len <= 2 && (b[0] == '\r' || b[0] == '\n')) {
     if (c->status >= 100 && c->status < 200) return len; /* 1xx: the real block follows */
     c->headers_done = 1;
+    c->reset_ms = ratelimit_wait_ms(&c->rl);
     const snap_dep *d = &c->snap->deps[c->dep];
-    hist_add(&d->stats->latency, (double)(util_now_us() - c->attempt_start_us) / 1000.0);
+    c->hdr_latency_ms = (double)(util_now_us() - c->attempt_start_us) / 1000.0;
+    hist_add(&d->stats->latency, c->hdr_latency_ms);
     if (d->ops && c->status >= 100) { /* adapter: read the error body, classify in on_done */
       c->err_body = c->status < 200 || c->status >= 300;
       return len;
     }
-    if (c->status == 408 || c->status == 429 || c->status >= 500 || c->status < 100) {
+    if (c->status == 408 || c->status == 429 || c->status >= 500 || c->status < 100 ||
+        c->status == 401 || c->status == 403) { /* 401/403: our key, not the client's fault */
       c->fail_class = c->status == 429 ? MC_RATE_LIMITED
+                      : c->status == 401 || c->status == 403 ? MC_AUTH_ERROR
                       : c->status < 100 ? MC_OTHER_ERROR : MC_SERVER_ERROR;
       if (c->status < 100) strcpy(c->fail_reason, "garbage");
       else snprintf(c->fail_reason, sizeof c->fail_reason, "http_%d", c->status);
@@ -153,6 +257,7 @@ static size_t on_header(char *b, size_t size, size_t n, void *ud) {
     if (c->status < 200 || c->status >= 300) c->relay = 1; /* client's fault: relay as is */
     return len;
   }
+  reset_hint_header(c, b, len);
   if (len > 13 && strncasecmp(b, "content-type:", 13) == 0) {
     size_t i = 13, e = len;
     while (i < e && (b[i] == ' ' || b[i] == '\t')) i++;
@@ -188,6 +293,22 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud) {
 }
 
 /* ---- starting attempts ------------------------------------------------------------ */
+
+/* ms left of the request's total deadline; UINT64_MAX without one. */
+static uint64_t time_left(const chat *c) {
+  if (!c->deadline_ms) return UINT64_MAX;
+  uint64_t now = now_ms();
+  return c->deadline_ms > now ? c->deadline_ms - now : 0;
+}
+
+/* A deadline of ms (0 = none) cut to what is left of the total deadline (at least 1 ms,
+ * so a timer still fires); *clipped is set when it was cut. */
+static uint32_t clip_ms(const chat *c, uint32_t ms, int *clipped) {
+  uint64_t left = time_left(c);
+  if (left == UINT64_MAX || (ms && ms <= left)) return ms;
+  *clipped = 1;
+  return left == 0 ? 1 : left > UINT32_MAX ? UINT32_MAX : (uint32_t)left;
+}
 
 static void on_deadline(uv_timer_t *t) {
   chat *c = container_of(t, chat, timer);
@@ -334,7 +455,8 @@ static int token_park(chat *c, int dep) {
   const snap_dep *d = &c->snap->deps[dep];
   c->dep = dep;
   if (!d->gcp || gcp_auth_wait(d->gcp, &c->gw, on_token) < 0) return ATTEMPT_NO_TOKEN;
-  uint32_t ms = c->ri.stream ? d->stream_timeout_ms : d->timeout_ms;
+  c->clipped = 0;
+  uint32_t ms = clip_ms(c, c->ri.stream ? d->stream_timeout_ms : d->timeout_ms, &c->clipped);
   if (ms) uv_timer_start(&c->timer, on_token_deadline, ms, 0);
   LOG_DEBUG(c->rid, "attempt_waits_for_token", LF_S("deployment", d->name));
   return ATTEMPT_PARKED;
@@ -395,8 +517,13 @@ static int attempt_start(chat *c, int dep) {
   memset(&c->usage, 0, sizeof c->usage);
   c->content_type[0] = '\0';
   c->fail_reason[0] = '\0';
+  c->hdr_latency_ms = c->ttft_ms = 0;
+  c->reset_ms = 0;
+  c->clipped = 0;
   buf_reset(&c->resp);
   stream_reset(c);
+  uint32_t ms = clip_ms(c, c->ri.stream ? d->stream_timeout_ms : d->timeout_ms, &c->clipped);
+  uint32_t connect_ms = clip_ms(c, d->connect_timeout_ms, &c->clipped);
 
   CURL *e = cu_easy_get(&multi, c->ri.stream);
   if (!e) return -1;
@@ -408,7 +535,7 @@ static int attempt_start(chat *c, int dep) {
   curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
-  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)d->connect_timeout_ms);
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)connect_ms);
   c->attempt_start_us = util_now_us();
   if (cu_start(&multi, e, &c->cu)) {
     cu_easy_put(&multi, e, c->ri.stream);
@@ -417,22 +544,91 @@ static int attempt_start(chat *c, int dep) {
   c->easy = e;
   c->in_multi = 1;
   d->stats->requests++;
-  uint32_t ms = c->ri.stream ? d->stream_timeout_ms : d->timeout_ms;
+  brk_start(c, dep);
   if (ms) uv_timer_start(&c->timer, on_deadline, ms, 0);
   LOG_DEBUG(c->rid, "attempt", LF_S("deployment", d->name), LF_I("attempt", c->attempts));
   return 0;
+}
+
+/* Appends "NAME reason" to the failure list of the final error. */
+static void note_failure(chat *c, const snap_dep *d, const char *reason) {
+  size_t room = sizeof c->failures - c->failures_len;
+  int w = snprintf(c->failures + c->failures_len, room, "%s%s %s", c->failures_len ? ", " : "",
+                   d->name, reason);
+  if (w > 0) c->failures_len += (size_t)w < room ? (size_t)w : room - 1;
+}
+
+/* The request's total deadline passed before anything reached the client: 504. */
+static void finish_deadline(chat *c) {
+  char msg[1024];
+  metrics_req_fail[MRF_REQUEST_TIMEOUT]++;
+  LOG_WARN(c->rid, "request_timeout", LF_I("total_timeout_ms", snap_total_timeout_ms(c)),
+           LF_I("attempts", c->attempts), LF_B("streaming", 0));
+  snprintf(msg, sizeof msg,
+           "The request for model '%.200s' did not complete within its total timeout of %u ms "
+           "(%d attempts%s%s).", c->ri.model, snap_total_timeout_ms(c), c->attempts,
+           c->failures_len ? ": " : "", c->failures);
+  chat_error(c, 504, "server_error", "request_timeout", msg);
+  chat_free(c);
+}
+
+static int refusals_total(const route_state *st) {
+  int n = 0;
+  for (int r = BR_OK + 1; r < BR__COUNT; r++) n += st->refused[r];
+  return n;
+}
+
+/* Nothing could be tried at all: circuits open, cooldowns, drains or refused credentials.
+ * Only cooldowns: 429 (the client may come back at the soonest reset); else 503. */
+static void finish_refused(chat *c) {
+  char msg[1024];
+  const route_state *st = &c->route;
+  int total = refusals_total(st);
+  uint64_t soon = st->soonest_ms ? st->soonest_ms : 1000;
+  c->retry_after_s = (uint32_t)((soon + 999) / 1000);
+  if (st->refused[BR_COOLING] == total) {
+    metrics_req_fail[MRF_ALL_COOLING]++;
+    snprintf(msg, sizeof msg,
+             "Every deployment for model '%.200s' is cooling down after rate limits (%d); retry "
+             "in %u s.", c->ri.model, total, c->retry_after_s);
+    chat_error(c, 429, "rate_limit_error", "rate_limit_exceeded", msg);
+  } else {
+    metrics_req_fail[MRF_NO_HEALTHY]++;
+    snprintf(msg, sizeof msg,
+             "No healthy deployment for model '%.200s': %d with an open circuit, %d cooling down "
+             "after rate limits, %d drained, %d with a refused credential; retry in %u s.",
+             c->ri.model, st->refused[BR_LOCAL_OPEN] + st->refused[BR_CONTROL_OPEN],
+             st->refused[BR_COOLING], st->refused[BR_DRAINED], st->refused[BR_CREDENTIAL],
+             c->retry_after_s);
+    chat_error(c, 503, "server_error", "no_healthy_deployment", msg);
+  }
+  chat_free(c);
 }
 
 /* Every attempt failed (or none could be made): the final OpenAI-shaped error. */
 static void finish_exhausted(chat *c) {
   char msg[1024];
   const char *model = c->ri.model;
+  if (c->n_budget_refused) { /* say why it stopped early: the retry budget, not the config */
+    size_t room = sizeof c->failures - c->failures_len;
+    int w = snprintf(c->failures + c->failures_len, room, "; %d retries refused by the retry budget",
+                     c->n_budget_refused);
+    if (w > 0) c->failures_len += (size_t)w < room ? (size_t)w : room - 1;
+  }
   if (c->attempts == 0 && c->n_unexpressible) { /* nothing sent: no provider can take it */
     chat_error(c, 400, "invalid_request_error", "unsupported_request", c->bad_request);
   } else if (c->attempts == 0) {
     snprintf(msg, sizeof msg, "No deployment is available for model '%.200s'.", model);
     chat_error(c, 503, "server_error", "no_deployment_available", msg);
+  } else if (c->n_auth && c->n_auth == c->n_failed) { /* our keys, not the client's */
+    metrics_req_fail[MRF_AUTH_FAILED]++;
+    snprintf(msg, sizeof msg,
+             "The provider refused llmesh's credentials for every deployment tried for model "
+             "'%.200s' (%d attempts: %s). This is a gateway configuration problem.",
+             model, c->attempts, c->failures);
+    chat_error(c, 502, "server_error", "upstream_auth_failed", msg);
   } else if (c->n_rate_limited == c->n_failed) {
+    if (c->soonest_reset_ms) c->retry_after_s = (uint32_t)((c->soonest_reset_ms + 999) / 1000);
     snprintf(msg, sizeof msg, "Every deployment for model '%.200s' is rate limited (%d attempts: %s).",
              model, c->attempts, c->failures);
     chat_error(c, 429, "rate_limit_error", "rate_limit_exceeded", msg);
@@ -448,18 +644,108 @@ static void finish_exhausted(chat *c) {
   chat_free(c);
 }
 
+/* What the last pick skipped: each deployment a breaker refused is logged (route_skip, once
+ * per request) and counted by reason; budget refusals are logged (the breaker counts them
+ * per deployment). *soonest_dep: the refused deployment that can take traffic soonest. */
+static void note_route(chat *c, int next, int *soonest_dep) {
+  const route_state *st = &c->route;
+  *soonest_dep = -1;
+  c->n_budget_refused += st->budget_refused;
+  if (st->budget_refused)
+    LOG_INFO(c->rid, "retry_budget_exhausted", LF_I("skipped", st->budget_refused),
+             LF_S("next", next >= 0 ? c->snap->deps[next].name : NULL));
+  if (!refusals_total(st)) return;
+  uint64_t now = now_ms(), soonest = UINT64_MAX;
+  int last = st->pos < st->nchain ? st->pos : st->nchain - 1; /* groups the pick went through */
+  for (int k = 0; k <= last; k++) {
+    const snap_group *g = &c->snap->groups[st->chain[k]];
+    for (int i = 0; i < g->ndeps; i++) {
+      int dep = g->deps[i];
+      const dep_state *ds = chat_st(c, dep);
+      uint64_t wait = 0;
+      brk_refusal r = ds ? breaker_admit(ds, now, &wait) : BR_OK;
+      if (r == BR_OK) continue;
+      if (wait && wait < soonest) soonest = wait, *soonest_dep = dep;
+      if (dep < 64 && (c->skip_logged >> dep & 1)) continue;
+      if (dep < 64) c->skip_logged |= 1ull << dep;
+      const snap_dep *d = &c->snap->deps[dep];
+      d->stats->refusals[r]++;
+      LOG_INFO(c->rid, "route_skip", LF_S("deployment", d->name),
+               LF_S("reason", breaker_refusal_name(r)), LF_I("wait_ms", wait));
+    }
+  }
+}
+
+/* The chat's timer after a backoff or a Retry-After wait: the pending deployment, else a
+ * new pick. */
+static void on_wait_done(uv_timer_t *t) {
+  chat *c = container_of(t, chat, timer);
+  int dep = c->pending_dep;
+  const snap_dep *from = NULL;
+  const char *reason = NULL;
+  c->pending_dep = -1;
+  if (!c->req) { chat_free(c); return; }
+  if (time_left(c) == 0) { finish_deadline(c); return; }
+  if (dep >= 0 && attempt_try(c, dep, &from, &reason)) return;
+  attempt_next(c, from, reason);
+}
+
+/* The pick re-tries a deployment: wait its backoff first (bounded by the total deadline;
+ * when that passes during the wait, on_wait_done ends the request). Never a tight loop. */
+static void wait_backoff(chat *c, int next) {
+  uint64_t ms = c->route.backoff_ms, left = time_left(c);
+  const snap_dep *d = &c->snap->deps[next];
+  if (ms > left) ms = left;
+  d->stats->backoffs++;
+  LOG_DEBUG(c->rid, "retry_backoff", LF_S("deployment", d->name), LF_I("backoff_ms", ms));
+  c->pending_dep = next;
+  uv_timer_start(&c->timer, on_wait_done, ms ? ms : 1, 0);
+}
+
+/* Nothing admissible and every refusal a cooldown that ends within max_retry_after and
+ * before the total deadline: wait for the soonest once, then pick again. 1 = waiting. */
+static int wait_cooldown(chat *c, int soonest_dep) {
+  const route_state *st = &c->route;
+  int total = refusals_total(st);
+  uint64_t ms = st->soonest_ms;
+  if (c->waited_retry_after || !total || st->refused[BR_COOLING] != total || !ms ||
+      ms > snap_max_retry_after_ms(c) || ms >= time_left(c))
+    return 0;
+  c->waited_retry_after = 1;
+  c->pending_dep = -1;
+  const snap_dep *d = soonest_dep >= 0 ? &c->snap->deps[soonest_dep] : NULL;
+  if (d) d->stats->retry_after_waits++;
+  LOG_INFO(c->rid, "retry_after_wait", LF_S("deployment", d ? d->name : NULL), LF_I("wait_ms", ms));
+  uv_timer_start(&c->timer, on_wait_done, ms + 1, 0); /* + 1: the reset has passed when it fires */
+  return 1;
+}
+
 /* Picks and starts the next attempt; from/reason describe the failure that led here
  * (NULL for the first attempt). */
 static void attempt_next(chat *c, const snap_dep *from, const char *reason) {
   if (!c->req) { chat_free(c); return; }
   for (;;) {
-    int next = route_pick(&c->route, c->snap, route_rng_default(), uv_now(multi.loop));
+    if (time_left(c) == 0) { finish_deadline(c); return; }
+    int soonest_dep, pos = c->route.pos;
+    uint32_t used = c->route.used_in_group;
+    int next = route_pick(&c->route, c->snap, route_rng_default(), now_ms());
+    note_route(c, next, &soonest_dep);
     if (from) {
       LOG_INFO(c->rid, "failover", LF_S("from", from->name), LF_S("reason", reason),
                LF_I("attempt", c->attempts), LF_S("next", next >= 0 ? c->snap->deps[next].name : NULL));
       if (next >= 0) metrics_failover(from->stats, reason);
     }
-    if (next < 0) { finish_exhausted(c); return; }
+    if (next < 0) {
+      if (wait_cooldown(c, soonest_dep)) { /* pick again afterwards from where this pick began */
+        c->route.pos = pos;
+        c->route.used_in_group = used;
+        return;
+      }
+      if (c->attempts == 0 && !c->n_unexpressible && refusals_total(&c->route)) finish_refused(c);
+      else finish_exhausted(c);
+      return;
+    }
+    if (c->route.backoff_ms) { wait_backoff(c, next); return; }
     if (attempt_try(c, next, &from, &reason)) return;
   }
 }
@@ -490,18 +776,30 @@ static int attempt_try(chat *c, int next, const snap_dep **from, const char **re
   return 0;
 }
 
-/* Counts a failed attempt and moves on. */
+/* Counts a failed attempt, tells its breaker, and moves on. */
 static void attempt_failed(chat *c, enum metrics_class cls, const char *reason) {
   const snap_dep *d = &c->snap->deps[c->dep];
+  int reached = c->brk_open; /* an upstream attempt (not a token that never came) */
+  brk_outcome o = failure_outcome(c, cls, reason);
   d->stats->errors[cls]++;
-  route_failed(&c->route, c->snap, c->dep, 0);
+  brk_end(c, o);
+  /* a 5xx, garbage or cut may be re-tried on the same deployment later, and a 429 once its
+   * cooldown is over; a silent timeout or a connect failure never */
+  route_failed(&c->route, c->snap, c->dep, reached && (o == BO_SERVER || o == BO_RATE_LIMITED));
   c->n_failed++;
   if (cls == MC_RATE_LIMITED) c->n_rate_limited++;
+  if (cls == MC_AUTH_ERROR) {
+    c->n_auth++;
+    LOG_WARN(c->rid, "credential_failed", LF_S("deployment", d->name), LF_I("status", c->status));
+  }
   c->last_class = cls;
-  size_t room = sizeof c->failures - c->failures_len;
-  int w = snprintf(c->failures + c->failures_len, room, "%s%s %s", c->failures_len ? ", " : "",
-                   d->name, reason);
-  if (w > 0) c->failures_len += (size_t)w < room ? (size_t)w : room - 1;
+  note_failure(c, d, reason);
+  if (time_left(c) == 0) {
+    LOG_INFO(c->rid, "failover", LF_S("from", d->name), LF_S("reason", reason),
+             LF_I("attempt", c->attempts), LF_S("next", NULL));
+    finish_deadline(c);
+    return;
+  }
   attempt_next(c, d, reason);
 }
 
@@ -538,6 +836,7 @@ static void finish_whole(chat *c, const snap_dep *d) {
   const char *ct = c->content_type[0] ? c->content_type : "application/json";
   if (c->relay) {
     d->stats->errors[MC_CLIENT_ERROR]++; /* the client's fault, not the provider's */
+    brk_end(c, BO_NEUTRAL);
     chat_respond(c, c->status, ct, c->resp.data, c->resp.len);
     return;
   }
@@ -548,6 +847,7 @@ static void finish_whole(chat *c, const snap_dep *d) {
     c->have_usage = 1;
   }
   d->stats->success++;
+  brk_end(c, BO_SUCCESS);
   account_usage(c, d);
   chat_respond(c, c->status, ct, c->resp.data, c->resp.len);
 }
@@ -564,7 +864,8 @@ enum metrics_class attempt_error_class(prov_error e) {
     case PE_CONTEXT_LENGTH:
     case PE_CONTENT_POLICY:
     case PE_NOT_FOUND: return MC_CLIENT_ERROR;
-    default: return MC_OTHER_ERROR; /* auth, garbage, unknown */
+    case PE_AUTH: return MC_AUTH_ERROR;
+    default: return MC_OTHER_ERROR; /* garbage, unknown */
   }
 }
 
@@ -598,6 +899,7 @@ static void adapter_client_error(chat *c, const snap_dep *d, prov_error pe) {
   snprintf(msg, sizeof msg, "Deployment '%s' (%s) rejected the request (HTTP %d)%s%s", d->name,
            d->provider, c->status, summary[0] ? ": " : ".", summary);
   d->stats->errors[MC_CLIENT_ERROR]++;
+  brk_end(c, BO_NEUTRAL);
   LOG_INFO(c->rid, "provider_rejected", LF_S("deployment", d->name), LF_I("status", c->status),
            LF_S("class", prov_error_name(pe)));
   chat_error(c, status, "invalid_request_error", code, msg);
@@ -621,6 +923,41 @@ static int embeddings_decode(chat *c, const snap_dep *d) {
   return rc;
 }
 
+/* A refusal that has its own fallbacks (context length, content policy): when the group
+ * has them the chain switches to them and the next deployment is tried; the attempt was
+ * the client's kind of failure (neutral for the breaker). 1 = diverted, the chat went on. */
+static int try_divert(chat *c, const snap_dep *d, enum route_divert_kind k) {
+  if (route_divert(&c->route, c->snap, k) != 0) return 0;
+  const char *reason = k == ROUTE_DIVERT_CONTEXT_WINDOW ? "context_window" : "content_policy";
+  release_easy(c);
+  d->stats->errors[MC_CLIENT_ERROR]++;
+  brk_end(c, BO_NEUTRAL);
+  c->n_failed++;
+  c->last_class = MC_CLIENT_ERROR;
+  note_failure(c, d, reason);
+  attempt_next(c, d, reason);
+  return 1;
+}
+
+/* The fallback kind an OpenAI-shaped 400 asks for: error.code context_length_exceeded (or
+ * a message about the maximum context length), resp. content_filter /
+ * content_policy_violation; -1 = none. Only read for a 400 about to be relayed. */
+static int passthrough_divert_kind(const chat *c) {
+  if (c->status != 400 || !c->resp.len) return -1;
+  json_t *root = json_loadb(c->resp.data, c->resp.len, 0, NULL);
+  json_t *err = json_object_get(root, "error");
+  const char *code = json_string_value(json_object_get(err, "code"));
+  const char *msg = json_string_value(json_object_get(err, "message"));
+  int k = -1;
+  if ((code && strcmp(code, "context_length_exceeded") == 0) ||
+      (msg && strstr(msg, "maximum context length")))
+    k = ROUTE_DIVERT_CONTEXT_WINDOW;
+  else if (code && (strcmp(code, "content_filter") == 0 || strcmp(code, "content_policy_violation") == 0))
+    k = ROUTE_DIVERT_CONTENT_POLICY;
+  json_decref(root);
+  return k;
+}
+
 /* on_done for an adapter deployment whose answer has not reached the client. */
 static void adapter_done(chat *c, CURL *e, CURLcode res, const snap_dep *d) {
   enum metrics_class cls;
@@ -630,15 +967,21 @@ static void adapter_done(chat *c, CURL *e, CURLcode res, const snap_dep *d) {
     cls = c->fail_class;
     reason = c->fail_reason;
   } else if (c->err_body) {
-    uint64_t retry_after_ms = 0; /* cooldowns are issue 5: read, not used yet */
+    uint64_t retry_after_ms = 0; /* the body's reset hint (Gemini RetryInfo, ...) */
     prov_error pe = d->ops->classify_error(c->status, c->resp.data ? c->resp.data : "",
                                            c->resp.len, &retry_after_ms);
+    if (!c->reset_ms) c->reset_ms = retry_after_ms; /* the headers' hint wins when both */
     if (c->status == 401 && c->used_token && d->gcp) gcp_auth_rejected(d->gcp, c->token_gen);
     cls = attempt_error_class(pe);
+    if ((pe == PE_CONTEXT_LENGTH || pe == PE_CONTENT_POLICY) &&
+        try_divert(c, d, pe == PE_CONTEXT_LENGTH ? ROUTE_DIVERT_CONTEXT_WINDOW
+                                                 : ROUTE_DIVERT_CONTENT_POLICY))
+      return;
     if (cls == MC_CLIENT_ERROR && c->pt && c->resp.len &&
         req_json_valid(c->resp.data, c->resp.len)) { /* already the client's dialect */
       release_easy(c);
       d->stats->errors[MC_CLIENT_ERROR]++;
+      brk_end(c, BO_NEUTRAL);
       LOG_INFO(c->rid, "provider_rejected", LF_S("deployment", d->name), LF_I("status", c->status),
                LF_S("class", prov_error_name(pe)));
       chat_respond(c, c->status, c->content_type[0] ? c->content_type : "application/json",
@@ -664,6 +1007,7 @@ static void adapter_done(chat *c, CURL *e, CURLcode res, const snap_dep *d) {
     if (embeddings_decode(c, d) == 0) {
       release_easy(c);
       d->stats->success++;
+      brk_end(c, BO_SUCCESS);
       account_usage(c, d);
       chat_respond(c, 200, "application/json", c->out.data, c->out.len);
       chat_free(c);
@@ -676,6 +1020,7 @@ static void adapter_done(chat *c, CURL *e, CURLcode res, const snap_dep *d) {
       stream_native_usage(c, c->resp.data, c->resp.len, 0);
       release_easy(c);
       d->stats->success++;
+      brk_end(c, BO_SUCCESS);
       account_usage(c, d);
       chat_respond(c, 200, c->content_type[0] ? c->content_type : "application/json",
                    c->resp.data, c->resp.len);
@@ -690,6 +1035,7 @@ static void adapter_done(chat *c, CURL *e, CURLcode res, const snap_dep *d) {
                                 &c->out, &c->usage) == 0) {
       release_easy(c);
       d->stats->success++;
+      brk_end(c, BO_SUCCESS);
       account_usage(c, d);
       chat_respond(c, 200, "application/json", c->out.data, c->out.len);
       chat_free(c);
@@ -705,6 +1051,7 @@ static void adapter_done(chat *c, CURL *e, CURLcode res, const snap_dep *d) {
       account_usage(c, d);
       if (c->saw_done) d->stats->success++;
       else d->stats->errors[MC_OTHER_ERROR]++;
+      brk_end(c, c->saw_done ? BO_SUCCESS : BO_SERVER);
       stream_finish(c);
       chat_free(c);
       return;
@@ -733,7 +1080,8 @@ static void on_done(CURL *e, CURLcode res, cu_owner *o) {
     if (d->ops && res == CURLE_OK && !c->saw_done && !c->terminal_sent) stream_adapter_eof(c);
     account_usage(c, d);
     if (res == CURLE_OK && c->saw_done) d->stats->success++;
-    else d->stats->errors[MC_OTHER_ERROR]++;
+    else d->stats->errors[MC_OTHER_ERROR]++; /* cut, or ended by an in-band error */
+    brk_end(c, res == CURLE_OK && c->saw_done ? BO_SUCCESS : BO_SERVER);
     release_easy(c);
     stream_finish(c);
     chat_free(c);
@@ -747,6 +1095,8 @@ static void on_done(CURL *e, CURLcode res, cu_owner *o) {
     if (!c->relay && !req_json_valid(c->resp.data ? c->resp.data : "", c->resp.len)) {
       cls = MC_OTHER_ERROR; reason = "garbage";
     } else {
+      int k = c->relay ? passthrough_divert_kind(c) : -1;
+      if (k >= 0 && try_divert(c, d, (enum route_divert_kind)k)) return;
       release_easy(c);
       finish_whole(c, d);
       chat_free(c);
@@ -775,15 +1125,24 @@ static void on_done(CURL *e, CURLcode res, cu_owner *o) {
 static void on_stream_idle(uv_timer_t *t) {
   chat *c = container_of(t, chat, timer);
   if (!c->easy || !c->committed || !c->req || c->client_gone) return;
-  uint64_t idle = uv_now(t->loop) - c->last_byte_ms;
+  uint64_t idle = uv_now(t->loop) - c->last_byte_ms, left = time_left(c);
   if (c->paused || c->client_full) idle = 0;
-  if (idle < c->idle_ms) {
-    uv_timer_start(t, on_stream_idle, c->idle_ms - idle, 0);
+  if (idle < c->idle_ms && left > 0) {
+    uint64_t ms = c->idle_ms - idle;
+    uv_timer_start(t, on_stream_idle, ms < left ? ms : left, 0);
     return;
   }
   const snap_dep *d = &c->snap->deps[c->dep];
   account_usage(c, d);
-  d->stats->errors[MC_OTHER_ERROR]++;
+  if (left == 0) { /* the request's total deadline, not the provider's silence */
+    metrics_req_fail[MRF_REQUEST_TIMEOUT]++;
+    LOG_WARN(c->rid, "request_timeout", LF_I("total_timeout_ms", snap_total_timeout_ms(c)),
+             LF_I("attempts", c->attempts), LF_B("streaming", 1));
+    brk_end(c, BO_NEUTRAL);
+  } else {
+    d->stats->errors[MC_OTHER_ERROR]++;
+    brk_end(c, BO_SERVER);
+  }
   release_easy(c); /* a uv callback: removing from the multi is allowed; no DONE follows */
   stream_end(c, 1);
   chat_free(c);
@@ -794,7 +1153,9 @@ void attempt_stream_committed(chat *c) {
   uint32_t ms = c->snap->deps[c->dep].timeout_ms;
   c->idle_ms = ms ? ms : ATTEMPT_STREAM_IDLE_MS;
   c->last_byte_ms = uv_now(c->timer.loop);
-  uv_timer_start(&c->timer, on_stream_idle, c->idle_ms, 0);
+  c->ttft_ms = (double)(util_now_us() - c->attempt_start_us) / 1000.0;
+  uint64_t left = time_left(c);
+  uv_timer_start(&c->timer, on_stream_idle, c->idle_ms < left ? c->idle_ms : left, 0);
 }
 
 /* ---- entry points -------------------------------------------------------------------- */
@@ -858,6 +1219,9 @@ void attempt_serve(hs_request *req, snapshot *snap, const req_info *ri, const ch
     c->embed_b64 = wants_base64(c->body, c->body_len);
   }
   c->dep = -1;
+  c->pending_dep = -1;
+  uint32_t total = snap_total_timeout_ms(c);
+  if (total) c->deadline_ms = uv_now(multi.loop) + total;
   c->cu.done = on_done;
   snprintf(c->rid, sizeof c->rid, "%s", rid);
   sse_init(&c->sse);
@@ -871,6 +1235,7 @@ void attempt_on_abort(hs_request *req) {
   chat *c = req->user;
   if (!c) return;
   if (c->dep >= 0 && (c->easy || c->committed)) c->snap->deps[c->dep].stats->errors[MC_CANCELLED]++;
+  brk_end(c, BO_NEUTRAL); /* a cancellation says nothing about the provider */
   if (c->committed) metrics_active_streams--;
   server_access_log(req, c->rid, 499, c->dep >= 0 ? c->snap->deps[c->dep].name : NULL, c->attempts);
   LOG_INFO(c->rid, "client_gone", LF_S("deployment", c->dep >= 0 ? c->snap->deps[c->dep].name : NULL),

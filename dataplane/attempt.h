@@ -3,8 +3,11 @@
  * A `chat` is one client chat-completion request from routing to its last byte. It
  * holds a snapshot reference, the upstream body (model rewritten, outlives every
  * transfer), the route state and the current attempt. An attempt fails over on
- * connect error, timeout, 408/429/5xx or garbage while the client has seen nothing;
- * other 4xx are relayed as they are. Curl callbacks only record decisions; they are
+ * connect error, timeout, 401/403 (our credential), 408/429/5xx or garbage while the
+ * client has seen nothing; a context-length or content-policy refusal goes to the group's
+ * fallbacks of that kind; other 4xx are relayed as they are. Every attempt reports its
+ * outcome to the deployment's breaker (breaker.h); the request's total_timeout bounds
+ * every attempt, backoff and Retry-After wait. Curl callbacks only record decisions; they are
  * acted on when the transfer is done (curl_uv's done callback) or from a uv timer.
  *
  * Deployments of the OpenAI family pass the client body through (model rewritten in
@@ -25,6 +28,7 @@
 #include "http_server.h"
 #include "metrics.h"
 #include "provider.h"
+#include "ratelimit.h"
 #include "request.h"
 #include "route.h"
 #include "snapshot.h"
@@ -135,6 +139,22 @@ typedef struct chat {
   int n_failed;               /* failed attempts */
   int n_rate_limited;         /* of which 429 */
   enum metrics_class last_class; /* class of the last failure */
+  /* resilience (docs/resilience.md): breakers, cooldowns, budgets, the total deadline */
+  int brk_open;               /* breaker_attempt_start ran for the current attempt, its end not yet */
+  double hdr_latency_ms;      /* current attempt: time to response headers, ms (0 = none yet) */
+  double ttft_ms;             /* current attempt: time to the committed first event, ms */
+  uint64_t reset_ms;          /* current attempt: the provider's reset hint (retry-after & co.), ms */
+  ratelimit_hint rl;          /* current attempt: reset headers seen so far (ratelimit.h) */
+  uint64_t deadline_ms;       /* loop ms when the request's total_timeout passes, 0 = none */
+  int clipped;                /* the current attempt's deadline was cut to the total deadline */
+  int pending_dep;            /* deployment waiting out its retry backoff, -1 = none (a
+                               * Retry-After wait re-picks instead) */
+  int waited_retry_after;     /* a cooldown was already waited for in-line (only once) */
+  int n_auth;                 /* failed attempts whose credential the provider refused */
+  int n_budget_refused;       /* retries the deployments' retry budgets refused */
+  uint64_t soonest_reset_ms;  /* shortest cooldown left among rate-limited attempts, ms (0 = none) */
+  uint32_t retry_after_s;     /* Retry-After of a 429/503 answer to the client, s (0 = default) */
+  uint64_t skip_logged;       /* route_skip already logged, bit per deployment index < 64 */
   char hdr_deployment[128];   /* x-llmesh-deployment value */
   char hdr_attempts[16];      /* x-llmesh-attempts value */
 } chat;
@@ -156,6 +176,8 @@ void attempt_on_abort(hs_request *req); /* hs on_abort for a chat request */
 void attempt_stream_committed(chat *c);
 void attempt_on_drain(hs_request *req); /* hs on_drain for a chat request */
 uint64_t attempt_chats_in_flight(void);
+/* The worker loop's time, ms (breakers and cooldowns are kept in it); 0 before attempt_init. */
+uint64_t attempt_now_ms(void);
 /* Counter class of an adapter's error class (failover accounting). */
 enum metrics_class attempt_error_class(prov_error e);
 

@@ -2,6 +2,7 @@
 #include "metrics.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@ uint64_t metrics_client_requests;
 uint64_t metrics_active_streams;
 uint64_t metrics_telemetry_dropped;
 uint64_t metrics_gcp_token_fetches[2];
+uint64_t metrics_req_fail[MRF__COUNT];
 
 static uint64_t http_codes[600];     /* responses by status code */
 static metrics_dep *dep_table[DEP_BUCKETS];
@@ -20,7 +22,9 @@ static int dep_n, dep_cap;
 
 static const char *const class_names[MC__COUNT] = {
     "client_error", "rate_limited", "server_error", "timeout",
-    "connect_error", "other_error", "cancelled"};
+    "connect_error", "other_error", "cancelled", "auth_error"};
+static const char *const req_fail_names[MRF__COUNT] = {
+    "request_timeout", "no_healthy_deployment", "all_cooling", "upstream_auth_failed"};
 
 const char *metrics_class_name(enum metrics_class c) {
   return (unsigned)c < MC__COUNT ? class_names[c] : "other_error";
@@ -64,6 +68,14 @@ metrics_dep *metrics_dep_get(const char *name, const char *group) {
 }
 
 int metrics_dep_count(void) { return dep_n; }
+
+const dep_state *metrics_dep_health(const metrics_dep *d) { return breaker_get(d->name); }
+
+uint32_t metrics_cooldown_remaining(const dep_state *st, uint64_t now_ms) {
+  if (!st || st->cooldown_until_ms <= now_ms) return 0;
+  uint64_t r = st->cooldown_until_ms - now_ms;
+  return r > UINT32_MAX ? UINT32_MAX : (uint32_t)r;
+}
 metrics_dep *metrics_dep_at(int i) { return dep_list[i]; }
 
 void metrics_http_response(int status) {
@@ -94,6 +106,104 @@ static int put_label(buf_t *out, const char *s) {
     if (e ? buf_append(out, e, 2) : buf_append(out, p, 1)) return -ENOMEM;
   }
   return 0;
+}
+
+/* One sample `NAME{deployment="D"[,LABEL="V"]} VALUE` (label may be NULL). */
+static int put_dep_sample(buf_t *o, const char *name, const metrics_dep *d, const char *label,
+                          const char *value, uint64_t v) {
+  int rc = buf_printf(o, "%s{deployment=\"", name);
+  rc |= put_label(o, d->name);
+  if (label) {
+    rc |= buf_printf(o, "\",%s=\"", label);
+    rc |= put_label(o, value);
+  }
+  rc |= buf_printf(o, "\"} %llu\n", (unsigned long long)v);
+  return rc;
+}
+
+/* Local circuit as rendered: an OPEN circuit past its open period is half-open (the
+ * breaker moves it lazily, on the next admit). 0 closed, 1 open, 2 half-open. */
+static uint64_t local_circuit(const dep_state *st, uint64_t now_ms) {
+  if (st->local == BRK_OPEN && now_ms >= st->open_until_ms) return BRK_HALF_OPEN;
+  return (uint64_t)st->local;
+}
+
+/* What the worker's breakers know per deployment (breaker.h), and what routing made of it. */
+static int render_resilience(buf_t *o, uint64_t now_ms) {
+  int rc = 0;
+  rc |= buf_printf(o, "# HELP llmesh_circuit_state Circuit of a deployment: 0 closed, 1 open, "
+                      "2 half-open, 3 drained; level local = this worker's breaker, control = "
+                      "the control plane's.\n# TYPE llmesh_circuit_state gauge\n");
+  for (int i = 0; i < dep_n; i++) {
+    const dep_state *st = metrics_dep_health(dep_list[i]);
+    if (!st) continue;
+    rc |= put_dep_sample(o, "llmesh_circuit_state", dep_list[i], "level", "local",
+                         local_circuit(st, now_ms));
+    rc |= put_dep_sample(o, "llmesh_circuit_state", dep_list[i], "level", "control",
+                         (uint64_t)st->ctl_state);
+  }
+  static const struct {
+    const char *name, *help, *type;
+    int field;
+  } gauges[] = {
+      {"llmesh_deployment_in_flight", "Attempts running now on this worker.", "gauge", 0},
+      {"llmesh_local_trips_total", "Times this worker's local circuit opened.", "counter", 1},
+      {"llmesh_retries_total", "Retries and failovers granted onto the deployment.", "counter", 2},
+      {"llmesh_retry_budget_exhausted_total", "Retries refused by the deployment's retry budget.",
+       "counter", 3},
+      {"llmesh_cooldowns_total", "Rate-limit cooldowns started (429 / overloaded).", "counter", 4},
+      {"llmesh_cooldown_remaining_ms", "Remaining rate-limit cooldown, ms (0 = none).", "gauge", 5},
+  };
+  for (size_t k = 0; k < sizeof gauges / sizeof gauges[0]; k++) {
+    rc |= buf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", gauges[k].name, gauges[k].help,
+                     gauges[k].name, gauges[k].type);
+    for (int i = 0; i < dep_n; i++) {
+      const dep_state *st = metrics_dep_health(dep_list[i]);
+      if (!st) continue;
+      uint64_t v = gauges[k].field == 0   ? st->in_flight
+                   : gauges[k].field == 1 ? st->trips
+                   : gauges[k].field == 2 ? st->retries
+                   : gauges[k].field == 3 ? st->budget_exhausted
+                   : gauges[k].field == 4 ? st->cooldowns
+                                          : metrics_cooldown_remaining(st, now_ms);
+      rc |= put_dep_sample(o, gauges[k].name, dep_list[i], NULL, NULL, v);
+    }
+  }
+  rc |= buf_printf(o, "# HELP llmesh_route_refusals_total Requests whose routing skipped the "
+                      "deployment, by reason.\n# TYPE llmesh_route_refusals_total counter\n");
+  for (int i = 0; i < dep_n; i++)
+    for (int r = 1; r < BR__COUNT; r++)
+      if (dep_list[i]->refusals[r])
+        rc |= put_dep_sample(o, "llmesh_route_refusals_total", dep_list[i], "reason",
+                             breaker_refusal_name((brk_refusal)r), dep_list[i]->refusals[r]);
+  static const struct {
+    const char *name, *help;
+    size_t off;
+  } counters[] = {
+      {"llmesh_retry_backoffs_total", "Re-tries onto the deployment that waited a backoff first.",
+       offsetof(metrics_dep, backoffs)},
+      {"llmesh_retry_after_waits_total", "Requests that waited in-line for its Retry-After.",
+       offsetof(metrics_dep, retry_after_waits)},
+      {"llmesh_hedges_total", "Hedged attempts started on the deployment.",
+       offsetof(metrics_dep, hedges)},
+      {"llmesh_midstream_continued_total", "Streams continued on the deployment after another died.",
+       offsetof(metrics_dep, midstream_continued)},
+  };
+  for (size_t k = 0; k < sizeof counters / sizeof counters[0]; k++) {
+    rc |= buf_printf(o, "# HELP %s %s\n# TYPE %s counter\n", counters[k].name, counters[k].help,
+                     counters[k].name);
+    for (int i = 0; i < dep_n; i++) {
+      uint64_t v;
+      memcpy(&v, (const char *)dep_list[i] + counters[k].off, sizeof v);
+      rc |= put_dep_sample(o, counters[k].name, dep_list[i], NULL, NULL, v);
+    }
+  }
+  rc |= buf_printf(o, "# HELP llmesh_request_failures_total Valid requests that ended without an "
+                      "upstream answer, by reason.\n# TYPE llmesh_request_failures_total counter\n");
+  for (int r = 0; r < MRF__COUNT; r++)
+    rc |= buf_printf(o, "llmesh_request_failures_total{reason=\"%s\"} %llu\n", req_fail_names[r],
+                     (unsigned long long)metrics_req_fail[r]);
+  return rc;
 }
 
 int metrics_render(buf_t *o, const metrics_gauges *g) {
@@ -197,6 +307,7 @@ int metrics_render(buf_t *o, const metrics_gauges *g) {
     rc |= buf_printf(o, "\",type=\"completion\"} %llu\n", (unsigned long long)d->completion_tokens);
   }
 
+  rc |= render_resilience(o, g->now_ms);
   rc |= buf_printf(o,
       "# HELP llmesh_snapshot_version Version of the snapshot this worker runs.\n"
       "# TYPE llmesh_snapshot_version gauge\nllmesh_snapshot_version %llu\n"
@@ -224,4 +335,5 @@ void metrics_free(void) {
   dep_n = dep_cap = 0;
   memset(dep_table, 0, sizeof dep_table);
   memset(http_codes, 0, sizeof http_codes);
+  memset(metrics_req_fail, 0, sizeof metrics_req_fail);
 }

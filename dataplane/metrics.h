@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 
+#include "breaker.h"
 #include "histogram.h"
 #include "util.h"
 
@@ -21,6 +22,7 @@ enum metrics_class {
   MC_CONNECT_ERROR,    /* refused, DNS, TLS */
   MC_OTHER_ERROR,      /* garbage, cut stream, anything else */
   MC_CANCELLED,        /* client left; never the provider's fault */
+  MC_AUTH_ERROR,       /* 401/403: our credential was refused (failed over, alerted) */
   MC__COUNT
 };
 
@@ -41,6 +43,11 @@ typedef struct metrics_dep {
   uint64_t completion_tokens;
   uint64_t failovers;              /* attempts here that led to trying another */
   uint64_t fields_dropped;         /* attempts whose adapter dropped request fields */
+  uint64_t refusals[BR__COUNT];    /* requests whose routing skipped it, by brk_refusal (route_skip) */
+  uint64_t backoffs;               /* re-tries onto it that waited a backoff first */
+  uint64_t retry_after_waits;      /* requests that waited for its Retry-After in-line */
+  uint64_t hedges;                 /* hedged attempts started on it (hedging: not yet) */
+  uint64_t midstream_continued;    /* streams continued on it (mid-stream failover: not yet) */
   hist_t latency;                  /* time to response headers, ms */
   metrics_reason reasons[METRICS_MAX_REASONS]; /* failovers by reason */
   int nreasons;
@@ -50,12 +57,23 @@ typedef struct metrics_dep {
 typedef struct metrics_gauges {
   uint64_t snapshot_version;  /* 0 before the first snapshot */
   uint64_t open_connections;  /* client connections */
+  uint64_t now_ms;            /* loop time, ms: remaining cooldowns are rendered against it */
 } metrics_gauges;
+
+/* Why a request ended without an upstream answer although it was valid. */
+enum metrics_req_fail {
+  MRF_REQUEST_TIMEOUT = 0, /* total_timeout passed (504 request_timeout or in-band error) */
+  MRF_NO_HEALTHY,          /* nothing admissible: 503 no_healthy_deployment */
+  MRF_ALL_COOLING,         /* nothing admissible, all cooling: 429 before any attempt */
+  MRF_AUTH_FAILED,         /* every attempt's credential refused: 502 upstream_auth_failed */
+  MRF__COUNT
+};
 
 extern uint64_t metrics_client_requests;   /* HTTP responses sent, all paths */
 extern uint64_t metrics_active_streams;    /* streams being relayed now */
 extern uint64_t metrics_telemetry_dropped; /* telemetry messages not sent */
 extern uint64_t metrics_gcp_token_fetches[2]; /* Google access-token fetches: [0] error, [1] ok */
+extern uint64_t metrics_req_fail[MRF__COUNT]; /* by enum metrics_req_fail */
 
 /* Entry for a deployment, created on first use; NULL on ENOMEM. Stable pointer. */
 metrics_dep *metrics_dep_get(const char *name, const char *group);
@@ -66,6 +84,10 @@ metrics_dep *metrics_dep_at(int i);
 void metrics_http_response(int status);            /* one client response */
 void metrics_failover(metrics_dep *d, const char *reason);
 const char *metrics_class_name(enum metrics_class c);
+/* The worker's breaker state of a deployment for rendering (breaker.h); NULL if none. */
+const dep_state *metrics_dep_health(const metrics_dep *d);
+/* Remaining rate-limit cooldown of st at now_ms, ms (0 = none). */
+uint32_t metrics_cooldown_remaining(const dep_state *st, uint64_t now_ms);
 
 /* Appends the Prometheus text exposition. Returns 0 or -ENOMEM. */
 int metrics_render(buf_t *out, const metrics_gauges *g);

@@ -231,7 +231,8 @@ static void handle_metrics(hs_request *req, const char *rid, server_ctx *ctx) {
   buf_t b = {0};
   snapshot *s = snapshot_current();
   metrics_gauges g = {.snapshot_version = s ? s->version : 0,
-                      .open_connections = ctx->hs ? hs_server_open_connections(ctx->hs) : 0};
+                      .open_connections = ctx->hs ? hs_server_open_connections(ctx->hs) : 0,
+                      .now_ms = attempt_now_ms()};
   if (metrics_render(&b, &g))
     server_error(req, rid, 503, "server_error", "server_busy", "Out of memory.", NULL, 0, NULL, 0);
   else

@@ -101,6 +101,18 @@ static void send_once(void) {
     o->prompt_tokens = d->prompt_tokens;
     o->completion_tokens = d->completion_tokens;
     o->failovers = d->failovers;
+    o->auth_error = d->errors[MC_AUTH_ERROR];
+    o->hedges = d->hedges;
+    o->midstream_continued = d->midstream_continued;
+    const dep_state *st = metrics_dep_health(d);
+    if (st) { /* the worker's breaker view (breaker.h) */
+      o->in_flight = st->in_flight;
+      o->local_trips = st->trips;
+      o->retries = st->retries;
+      o->retry_budget_exhausted = st->budget_exhausted;
+      o->cooldowns = st->cooldowns;
+      o->cooldown_remaining_ms = metrics_cooldown_remaining(st, uv_now(timer.loop));
+    }
     o->latency_buckets = buckets + (size_t)i * HIST_BUCKETS;
     memcpy(o->latency_buckets, d->latency.counts, sizeof d->latency.counts);
     o->n_latency_buckets = HIST_BUCKETS;

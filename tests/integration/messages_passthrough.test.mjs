@@ -124,7 +124,10 @@ itest('passthrough: 529 on the Anthropic deployment fails over to OpenAI (transl
   const final = await client.messages.stream({ model: 'mix', max_tokens: 64, messages }).finalMessage();
   assert.equal(text(final), hello('mix-o'));
   assert.equal(final.stop_reason, 'end_turn');
-  assert.ok((await ma.stats()).requests >= 2, 'the Anthropic deployment was tried first');
+  // A 529 is a cooldown (docs/resilience.md): the stream, sent while mix-1 cools down, may
+  // skip it (1 s default cooldown); it was tried at least for the first request.
+  const tried = (await ma.stats()).requests;
+  assert.ok(tried === 1 || tried === 2, `the Anthropic deployment was tried first (${tried})`);
 });
 
 itest('passthrough: a cut stream ends with event: error; an upstream in-band error is relayed once', async (env) => {
