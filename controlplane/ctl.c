@@ -5,11 +5,13 @@
  *   llmesh-ctl --data-dir DIR drain DEPLOYMENT [--reason TEXT]
  *   llmesh-ctl --data-dir DIR undrain DEPLOYMENT
  *   llmesh-ctl --data-dir DIR audit [--json]
+ *   llmesh-ctl --data-dir DIR probes [DEPLOYMENT] [--json]
  *
  * Sends one AdminRequest over NNG REQ and prints the AdminResponse, as a table or as
  * the JSON object documented in docs/contracts.md. drain/undrain name the operator
  * ($USER@hostname) for the audit log. `audit` reads DIR/llmesh.db read-only: the audit
- * log is append-only history, and reading it needs no running control plane. */
+ * log is append-only history, and reading it needs no running control plane; `probes`
+ * (the newest health probes kept per deployment) likewise. */
 #include <getopt.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -32,8 +34,8 @@
 typedef struct ctl_opts {
   const char *data_dir; /* --data-dir: admin socket is DIR/admin.sock */
   const char *admin;    /* --admin URL, overrides --data-dir */
-  const char *command;  /* "status" | "drain" | "undrain" | "audit" */
-  const char *target;   /* drain/undrain: the deployment */
+  const char *command;  /* "status" | "drain" | "undrain" | "audit" | "probes" */
+  const char *target;   /* drain/undrain: the deployment; probes: NULL = all */
   const char *reason;   /* drain --reason, or NULL */
   int json;             /* --json */
   int timeout_ms;       /* --timeout: send + receive deadline */
@@ -52,6 +54,7 @@ static void ctl_usage(FILE *f) {
           "                         take a deployment out of rotation (kept across restarts)\n"
           "  undrain DEPLOYMENT     put it back\n"
           "  audit                  the audit log, oldest first (needs --data-dir)\n"
+          "  probes [DEPLOYMENT]    recorded health probes, oldest first (needs --data-dir)\n"
           "\n"
           "Options:\n"
           "  --data-dir DIR         llmesh-control's data directory (socket DIR/admin.sock)\n"
@@ -99,14 +102,16 @@ static int ctl_parse_args(int argc, char **argv, ctl_opts *o) {
   if (optind >= argc) return ctl_bad_usage("missing command (try: status)", NULL);
   o->command = argv[optind++];
   int drainish = !strcmp(o->command, "drain") || !strcmp(o->command, "undrain");
-  if (!drainish && strcmp(o->command, "status") != 0 && strcmp(o->command, "audit") != 0)
+  int probes = !strcmp(o->command, "probes");
+  if (!drainish && !probes && strcmp(o->command, "status") != 0 && strcmp(o->command, "audit") != 0)
     return ctl_bad_usage("unknown command", o->command);
   if (drainish && optind >= argc) return ctl_bad_usage("missing DEPLOYMENT after", o->command);
-  if (drainish) o->target = argv[optind++];
+  if (drainish || (probes && optind < argc)) o->target = argv[optind++];
   if (optind < argc) return ctl_bad_usage("unexpected argument", argv[optind]);
   if (o->reason && strcmp(o->command, "drain") != 0) return ctl_bad_usage("--reason is for drain only", NULL);
   if (!o->data_dir && !o->admin) return ctl_bad_usage("--data-dir or --admin is required", NULL);
-  if (!strcmp(o->command, "audit") && !o->data_dir) return ctl_bad_usage("audit needs --data-dir", NULL);
+  if ((!strcmp(o->command, "audit") || probes) && !o->data_dir)
+    return ctl_bad_usage(probes ? "probes needs --data-dir" : "audit needs --data-dir", NULL);
   return -1;
 }
 
@@ -394,18 +399,38 @@ static void ctl_audit_row(const ops_audit *a, void *ud) {
   printf("%-20s  %-24s  %-8s  %-20s  %s\n", when, a->actor, a->action, a->target, a->detail);
 }
 
-static int ctl_audit(const ctl_opts *o) {
-  char path[4096], err[512] = "";
+/* DIR/llmesh.db opened read-only, or NULL (message printed). */
+static sqlite3 *ctl_open_db(const ctl_opts *o) {
+  char path[4096];
   sqlite3 *db = NULL;
-  ctl_audit_out out = {.rows = o->json ? json_array() : NULL};
   snprintf(path, sizeof path, "%s/llmesh.db", o->data_dir);
   if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
     fprintf(stderr, "llmesh-ctl: cannot open %s: %s\n", path, db ? sqlite3_errmsg(db) : "out of memory");
     sqlite3_close(db);
+    return NULL;
+  }
+  sqlite3_busy_timeout(db, 3000);
+  return db;
+}
+
+/* Prints {"KEY": rows} and frees it; returns the exit status. */
+static int ctl_print_rows(const char *key, json_t *rows) {
+  json_t *root = json_pack("{s:o}", key, rows);
+  char *txt = root ? json_dumps(root, 0) : NULL;
+  if (txt) printf("%s\n", txt);
+  free(txt);
+  json_decref(root);
+  return txt ? 0 : 1;
+}
+
+static int ctl_audit(const ctl_opts *o) {
+  char err[512] = "";
+  ctl_audit_out out = {.rows = o->json ? json_array() : NULL};
+  sqlite3 *db = ctl_open_db(o);
+  if (!db) {
     json_decref(out.rows);
     return 1;
   }
-  sqlite3_busy_timeout(db, 3000);
   if (!o->json) printf("%-20s  %-24s  %-8s  %-20s  %s\n", "AT (UTC)", "ACTOR", "ACTION", "TARGET", "DETAIL");
   int n = ops_audit_list(db, ctl_audit_row, &out, err, sizeof err);
   sqlite3_close(db);
@@ -414,15 +439,45 @@ static int ctl_audit(const ctl_opts *o) {
     json_decref(out.rows);
     return 1;
   }
-  if (out.rows) {
-    json_t *root = json_pack("{s:o}", "audit", out.rows);
-    char *txt = root ? json_dumps(root, 0) : NULL;
-    if (txt) printf("%s\n", txt);
-    free(txt);
-    json_decref(root);
-    return txt ? 0 : 1;
+  return out.rows ? ctl_print_rows("audit", out.rows) : 0;
+}
+
+/* ------------------------------------------------------------------ probes */
+
+static void ctl_probe_row(const char *dep, const ops_probe *p, void *ud) {
+  json_t *rows = ud;
+  if (rows) {
+    json_array_append_new(rows, json_pack("{s:s, s:I, s:b, s:i, s:i, s:s}", "deployment", dep, "at_ms",
+                                          (json_int_t)p->at_ms, "ok", p->ok, "latency_ms", (int)p->latency_ms,
+                                          "http_status", p->http_status, "error", p->error ? p->error : ""));
+    return;
   }
-  return 0;
+  char when[32];
+  time_t t = (time_t)(p->at_ms / 1000);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  printf("%-20s  %-24s  %-4s  %6ums  %4d  %s\n", when, dep, p->ok ? "ok" : "FAIL", p->latency_ms,
+         p->http_status, p->error ? p->error : "");
+}
+
+static int ctl_probes(const ctl_opts *o) {
+  char err[512] = "";
+  json_t *rows = o->json ? json_array() : NULL;
+  sqlite3 *db = ctl_open_db(o);
+  if (!db) {
+    json_decref(rows);
+    return 1;
+  }
+  if (!o->json) printf("%-20s  %-24s  %-4s  %8s  %4s  %s\n", "AT (UTC)", "DEPLOYMENT", "OK", "LATENCY", "HTTP", "ERROR");
+  int n = ops_probe_list(db, o->target, ctl_probe_row, rows, err, sizeof err);
+  sqlite3_close(db);
+  if (n < 0) {
+    fprintf(stderr, "llmesh-ctl: cannot read the probes: %s\n", err);
+    json_decref(rows);
+    return 1;
+  }
+  return rows ? ctl_print_rows("probes", rows) : 0;
 }
 
 int main(int argc, char **argv) {
@@ -431,6 +486,7 @@ int main(int argc, char **argv) {
   int status = ctl_parse_args(argc, argv, &o);
   if (status >= 0) return status;
   if (!strcmp(o.command, "audit")) return ctl_audit(&o);
+  if (!strcmp(o.command, "probes")) return ctl_probes(&o);
   if (o.admin) snprintf(url, sizeof url, "%s", o.admin);
   else snprintf(url, sizeof url, "ipc://%s/admin.sock", o.data_dir);
   status = 1;

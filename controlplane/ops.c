@@ -136,6 +136,33 @@ int ops_audit_list(sqlite3 *db, void (*cb)(const ops_audit *a, void *ud), void *
 
 /* ------------------------------------------------------------------ probes */
 
+int ops_probe_list(sqlite3 *db, const char *deployment,
+                   void (*cb)(const char *deployment, const ops_probe *p, void *ud), void *ud,
+                   char *err, size_t errlen) {
+  const void *args[] = {deployment};
+  sqlite3_stmt *st = ops_prepare(db,
+                                 deployment ? "SELECT deployment, at_ms, ok, latency_ms, http_status, error FROM probes"
+                                              " WHERE deployment = ? ORDER BY id"
+                                            : "SELECT deployment, at_ms, ok, latency_ms, http_status, error FROM probes"
+                                              " ORDER BY id",
+                                 deployment ? "t" : "", args, err, errlen);
+  int n = 0, rc;
+  if (!st) return -1;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    ops_probe p = {
+        .at_ms = (uint64_t)sqlite3_column_int64(st, 1),
+        .ok = sqlite3_column_int(st, 2),
+        .latency_ms = (uint32_t)sqlite3_column_int64(st, 3),
+        .http_status = sqlite3_column_int(st, 4),
+        .error = (const char *)sqlite3_column_text(st, 5),
+    };
+    cb((const char *)sqlite3_column_text(st, 0), &p, ud);
+    n++;
+  }
+  sqlite3_finalize(st);
+  return rc == SQLITE_DONE ? n : ops_fail(db, "probes", err, errlen);
+}
+
 int ops_probe_record(sqlite3 *db, const char *deployment, const ops_probe *p, char *err, size_t errlen) {
   int64_t at = (int64_t)p->at_ms, ok = p->ok, lat = p->latency_ms, status = p->http_status,
           keep = OPS_PROBES_KEPT;

@@ -56,6 +56,11 @@ int ops_audit_list(struct sqlite3 *db, void (*cb)(const ops_audit *a, void *ud),
 /* Records a probe and keeps only the newest OPS_PROBES_KEPT rows of its deployment. */
 int ops_probe_record(struct sqlite3 *db, const char *deployment, const ops_probe *p,
                      char *err, size_t errlen);
+/* Calls cb per stored probe of deployment (every deployment when NULL), oldest first,
+ * with the deployment name; returns the count or -1. */
+int ops_probe_list(struct sqlite3 *db, const char *deployment,
+                   void (*cb)(const char *deployment, const ops_probe *p, void *ud), void *ud,
+                   char *err, size_t errlen);
 /* Rows stored for deployment (tests, status), or -1. */
 int ops_probe_count(struct sqlite3 *db, const char *deployment);
 

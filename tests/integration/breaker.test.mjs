@@ -90,6 +90,19 @@ itest('a failing provider is opened, carried to the worker, and closes again aft
   assert.equal(text.code, 0, text.stderr);
   assert.match(text.stdout, /HEALTH/);
   assert.match(text.stdout, /gpt-4-1\s+closed/);
+
+  // Every probe is recorded: failures while sick, successes after recovery.
+  const pr = await ctl(cluster, 'probes', 'gpt-4-1', '--json');
+  assert.equal(pr.code, 0, pr.stderr);
+  const rows = JSON.parse(pr.stdout).probes;
+  assert.ok(rows.every((r) => r.deployment === 'gpt-4-1'), 'only the asked deployment');
+  assert.ok(rows.some((r) => !r.ok && r.http_status === 500), `a failed probe recorded: ${pr.stdout.slice(0, 300)}`);
+  assert.ok(rows.some((r) => r.ok && r.http_status === 200), 'a healthy probe recorded');
+  assert.ok(rows.every((r, i) => i === 0 || r.at_ms >= rows[i - 1].at_ms), 'oldest first');
+  const all = await ctl(cluster, 'probes');
+  assert.equal(all.code, 0, all.stderr);
+  assert.match(all.stdout, /DEPLOYMENT/);
+  assert.match(all.stdout, /gpt-4-2/, 'the healthy deployment is probed too');
 });
 
 itest('drain / undrain: status, audit, unknown deployment, kept across a control restart', async (env) => {
