@@ -30,9 +30,12 @@ static uint64_t chats_in_flight;
 #define ATTEMPT_UNEXPRESSIBLE 1 /* attempt_start: the adapter cannot express the request */
 #define ATTEMPT_PARKED 2        /* attempt_start: waiting for an access token (gcp_auth.h) */
 #define ATTEMPT_NO_TOKEN 3      /* attempt_start: no access token and none coming: auth */
+#define ATTEMPT_NO_CONTINUE 4   /* attempt_start: the stream cannot be continued (midstream.h) */
 
 static void attempt_next(chat *c, const snap_dep *from, const char *reason);
 static void attempt_failed(chat *c, enum metrics_class cls, const char *reason);
+static void ms_give_up(chat *c);
+static void ms_died(chat *c, int why);
 
 uint64_t attempt_chats_in_flight(void) { return chats_in_flight; }
 
@@ -152,6 +155,11 @@ static void on_chat_closed(uv_handle_t *h) {
   buf_free(&c->up_body);
   buf_free(&c->resp);
   sse_free(&c->sse);
+  midstream_tracker_free(&c->ms);
+  if (c->splice_live) midstream_splice_free(&c->splice);
+  buf_free(&c->ms_out);
+  buf_free(&c->ms_err);
+  buf_free(&c->ms_body);
   free(c);
   chats_in_flight--;
 }
@@ -312,7 +320,7 @@ static uint32_t clip_ms(const chat *c, uint32_t ms, int *clipped) {
 
 static void on_deadline(uv_timer_t *t) {
   chat *c = container_of(t, chat, timer);
-  if (!c->easy || c->committed) return;
+  if (!c->easy || (c->committed && c->ms_phase != MS_PENDING)) return;
   const char *reason = "timeout";
   curl_off_t pre = 0;
   if (curl_easy_getinfo(c->easy, CURLINFO_PRETRANSFER_TIME_T, &pre) == CURLE_OK && pre == 0)
@@ -354,10 +362,11 @@ static int preq_headers(chat *c) {
   return 0;
 }
 
-/* Builds the adapter's request for d into c->preq / c->up_hdrs (and the stream decoder).
- * Returns 0, ATTEMPT_UNEXPRESSIBLE (message in c->bad_request) or -1. */
-static int adapter_build(chat *c, const snap_dep *d) {
-  prov_canon canon = {c->body, c->body_len, c->ri.stream, c->ri.stream && include_usage(c)};
+/* Builds the adapter's request for d from the canonical body into c->preq / c->up_hdrs
+ * (and the stream decoder). Returns 0, ATTEMPT_UNEXPRESSIBLE (message in c->bad_request)
+ * or -1. */
+static int adapter_build(chat *c, const snap_dep *d, const char *body, size_t body_len) {
+  prov_canon canon = {body, body_len, c->ri.stream, c->ri.stream && include_usage(c)};
   prov_target t;
   attempt_target(c, d, &t);
   adapter_clear(c);
@@ -462,13 +471,32 @@ static int token_park(chat *c, int dep) {
   return ATTEMPT_PARKED;
 }
 
-/* Returns 0 started, ATTEMPT_UNEXPRESSIBLE, ATTEMPT_PARKED, ATTEMPT_NO_TOKEN, or -1
- * (nothing was sent). */
+/* The continuation request for d (prefill when d supports it) into c->ms_body / ms_ri,
+ * and a fresh splicer for its answer. Returns 0, ATTEMPT_NO_CONTINUE or -1 (ENOMEM). */
+static int ms_build(chat *c, const snap_dep *d) {
+  int rc = midstream_build_request(c->body, c->body_len, &c->ms, d->supports_prefill, &c->ms_body);
+  if (rc == -EINVAL) return ATTEMPT_NO_CONTINUE;
+  if (rc || req_parse(c->ms_body.data, c->ms_body.len, &c->ms_ri) != REQ_OK) return -1;
+  if (c->splice_live) midstream_splice_free(&c->splice);
+  c->splice_live = midstream_splice_init(&c->splice, &c->ms, midstream_delivered_tokens(&c->ms)) == 0;
+  return c->splice_live ? 0 : -1;
+}
+
+/* Returns 0 started, ATTEMPT_UNEXPRESSIBLE, ATTEMPT_PARKED, ATTEMPT_NO_TOKEN,
+ * ATTEMPT_NO_CONTINUE, or -1 (nothing was sent). */
 static int attempt_start(chat *c, int dep) {
   const snap_dep *d = &c->snap->deps[dep];
-  const char *url, *body;
-  size_t body_len;
+  const char *url, *body, *canon = c->body;
+  size_t body_len, canon_len = c->body_len;
+  const req_info *canon_ri = &c->ri;
   struct curl_slist *hdrs;
+  if (c->ms_phase != MS_ORIGINAL) { /* a continuation: its own canonical body */
+    int rc = ms_build(c, d);
+    if (rc) return rc;
+    canon = c->ms_body.data;
+    canon_len = c->ms_body.len;
+    canon_ri = &c->ms_ri;
+  }
   c->access_token = NULL;
   c->used_token = 0;
   if (d->ops && (d->gcp || d->gcp_broken)) {
@@ -477,7 +505,8 @@ static int attempt_start(chat *c, int dep) {
     c->access_token = tok;
     c->used_token = 1;
   }
-  int pt = c->has_native && c->op == CHAT_OP_COMPLETIONS && d->ops == &prov_anthropic;
+  int pt = c->has_native && c->op == CHAT_OP_COMPLETIONS && d->ops == &prov_anthropic &&
+           c->ms_phase == MS_ORIGINAL; /* a continuation is spliced on canonical events */
   if (pt) {
     if (passthrough_build(c, d)) return -1;
     url = c->preq.url.data;
@@ -485,7 +514,8 @@ static int attempt_start(chat *c, int dep) {
     body = c->up_body.data;
     body_len = c->up_body.len;
   } else if (d->ops) {
-    int rc = c->op == CHAT_OP_EMBEDDINGS ? adapter_build_embeddings(c, d) : adapter_build(c, d);
+    int rc = c->op == CHAT_OP_EMBEDDINGS ? adapter_build_embeddings(c, d)
+                                         : adapter_build(c, d, canon, canon_len);
     c->access_token = NULL; /* copied into the request's headers */
     if (rc) return rc;
     url = c->preq.url.data;
@@ -494,9 +524,9 @@ static int attempt_start(chat *c, int dep) {
     body_len = c->preq.body.len;
   } else {
     adapter_clear(c);
-    if (!c->up_model || strcmp(c->up_model, d->upstream_model) != 0) {
-      if (req_rewrite_model(&c->up_body, c->body, c->body_len, &c->ri, d->upstream_model)) return -1;
-      c->up_model = d->upstream_model;
+    if (canon != c->body || !c->up_model || strcmp(c->up_model, d->upstream_model) != 0) {
+      if (req_rewrite_model(&c->up_body, canon, canon_len, canon_ri, d->upstream_model)) return -1;
+      c->up_model = canon == c->body ? d->upstream_model : NULL; /* NULL: not the original's */
     }
     url = c->op == CHAT_OP_EMBEDDINGS ? d->embed_url : d->url;
     hdrs = c->ri.stream ? d->hdrs_stream : d->hdrs_json;
@@ -561,6 +591,7 @@ static void note_failure(chat *c, const snap_dep *d, const char *reason) {
 /* The request's total deadline passed before anything reached the client: 504. */
 static void finish_deadline(chat *c) {
   char msg[1024];
+  if (c->committed) { ms_give_up(c); return; } /* a continuation ran out of time */
   metrics_req_fail[MRF_REQUEST_TIMEOUT]++;
   LOG_WARN(c->rid, "request_timeout", LF_I("total_timeout_ms", snap_total_timeout_ms(c)),
            LF_I("attempts", c->attempts), LF_B("streaming", 0));
@@ -582,6 +613,7 @@ static int refusals_total(const route_state *st) {
  * Only cooldowns: 429 (the client may come back at the soonest reset); else 503. */
 static void finish_refused(chat *c) {
   char msg[1024];
+  if (c->committed) { ms_give_up(c); return; } /* nothing left to continue a stream on */
   const route_state *st = &c->route;
   int total = refusals_total(st);
   uint64_t soon = st->soonest_ms ? st->soonest_ms : 1000;
@@ -608,6 +640,7 @@ static void finish_refused(chat *c) {
 /* Every attempt failed (or none could be made): the final OpenAI-shaped error. */
 static void finish_exhausted(chat *c) {
   char msg[1024];
+  if (c->committed) { ms_give_up(c); return; } /* nothing left to continue a stream on */
   const char *model = c->ri.model;
   if (c->n_budget_refused) { /* say why it stopped early: the retry budget, not the config */
     size_t room = sizeof c->failures - c->failures_len;
@@ -755,6 +788,10 @@ static void attempt_next(chat *c, const snap_dep *from, const char *reason) {
 static int attempt_try(chat *c, int next, const snap_dep **from, const char **reason) {
   int rc = attempt_start(c, next);
   if (rc == 0 || rc == ATTEMPT_PARKED) return 1;
+  if (rc == ATTEMPT_NO_CONTINUE) {
+    ms_give_up(c);
+    return 1;
+  }
   if (rc == ATTEMPT_NO_TOKEN) {
     c->dep = next;
     token_failed(c, MC_OTHER_ERROR, "auth_no_token");
@@ -780,6 +817,10 @@ static int attempt_try(chat *c, int next, const snap_dep **from, const char **re
 static void attempt_failed(chat *c, enum metrics_class cls, const char *reason) {
   const snap_dep *d = &c->snap->deps[c->dep];
   int reached = c->brk_open; /* an upstream attempt (not a token that never came) */
+  if (c->ms_phase == MS_PENDING) { /* a continuation that wrote nothing: the next one */
+    d->stats->midstream_failed++;
+    LOG_INFO(c->rid, "midstream_attempt_failed", LF_S("deployment", d->name), LF_S("reason", reason));
+  }
   brk_outcome o = failure_outcome(c, cls, reason);
   d->stats->errors[cls]++;
   brk_end(c, o);
@@ -1048,6 +1089,7 @@ static void adapter_done(chat *c, CURL *e, CURLcode res, const snap_dep *d) {
     if (rc != 0) {
       release_easy(c);
       if (rc < 0) { c->client_gone = 1; return; } /* on_abort frees */
+      if (c->ms_on && !c->saw_done) { ms_died(c, c->ms_dead ? c->ms_dead : MS_CUT); return; }
       account_usage(c, d);
       if (c->saw_done) d->stats->success++;
       else d->stats->errors[MC_OTHER_ERROR]++;
@@ -1058,6 +1100,112 @@ static void adapter_done(chat *c, CURL *e, CURLcode res, const snap_dep *d) {
     }
     cls = MC_OTHER_ERROR;
     reason = "garbage"; /* 2xx stream without a single canonical event */
+  }
+  if (reason != rbuf) snprintf(rbuf, sizeof rbuf, "%s", reason); /* reset by the next start */
+  release_easy(c);
+  attempt_failed(c, cls, rbuf);
+}
+
+/* ---- mid-stream continuation (docs/resilience.md "Mid-stream failover") ----------------
+ * A tracked stream (stream.c) that dies after commit is continued on another deployment:
+ * the dead attempt is a failure like a pre-commit one (BO_SERVER, counted, re-try rules),
+ * ms_phase turns MS_PENDING and attempt_next picks as for any failover; attempt_start
+ * builds the continuation request (ms_build) and stream.c splices its events. Nothing
+ * left to try (finish_*), no time left, or a stream that cannot be continued: the client
+ * gets the held failure (ms_give_up). */
+
+static const char *ms_why_name(int why) {
+  static const char *const names[] = {"", "stream_cut", "stream_stalled", "stream_error",
+                                      "stream_malformed"};
+  return why > 0 && why < (int)ARRAY_SIZE(names) ? names[why] : "stream_cut";
+}
+
+/* Ends the client's stream with the held failure: the in-band error event the provider
+ * sent, else the cut or stall event. */
+static void ms_give_up(chat *c) {
+  if (!c->req) { chat_free(c); return; }
+  LOG_WARN(c->rid, "midstream_failed",
+           LF_S("from", c->ms_from >= 0 ? c->snap->deps[c->ms_from].name : NULL),
+           LF_I("delivered_bytes", c->ms_delivered), LF_S("reason", ms_why_name(c->ms_fail)),
+           LF_I("attempts", c->attempts), LF_S("not_continuable", c->ms.why_not));
+  if (c->ms_fail == MS_ERROR && c->ms_err.len) {
+    egress_stream_write(c, c->ms_err.data, c->ms_err.len); /* a gone client: stream_end copes */
+    c->terminal_sent = 1;
+  }
+  if (c->ms_from >= 0) c->dep = c->ms_from; /* the stream_cut / stall log names who died */
+  c->saw_done = 0;
+  stream_end(c, c->ms_fail == MS_STALL);
+  chat_free(c);
+}
+
+/* The answer was complete (finish_reason seen) when the stream died before [DONE]: the
+ * client gets its terminator rather than a continuation of nothing. */
+static void ms_complete(chat *c, const snap_dep *d) {
+  static const char done[] = "data: [DONE]\n\n";
+  LOG_INFO(c->rid, "stream_done_supplied", LF_S("deployment", d->name),
+           LF_S("finish_reason", c->ms.finish_reason), LF_S("reason", ms_why_name(c->ms_fail)));
+  account_usage(c, d);
+  if (egress_stream_write(c, done, sizeof done - 1) >= 0) c->saw_done = 1;
+  stream_end(c, 0);
+  chat_free(c);
+}
+
+/* The committed stream of the current attempt died (why: enum attempt_ms_why); its
+ * transfer is released and the client is still there. */
+static void ms_died(chat *c, int why) {
+  const snap_dep *d = &c->snap->deps[c->dep];
+  const char *reason = ms_why_name(why);
+  d->stats->errors[MC_OTHER_ERROR]++;
+  brk_end(c, BO_SERVER);
+  c->ms_fail = why;
+  if (why != MS_ERROR) buf_reset(&c->ms_err);
+  c->ms_from = c->dep;
+  c->ms_delivered = c->ms.text.len;
+  if (c->ms.finish_reason[0]) { ms_complete(c, d); return; }
+  if (!c->ms.continuable || time_left(c) == 0) {
+    account_usage(c, d); /* what the client got of it, as for any cut stream */
+    ms_give_up(c);
+    return;
+  }
+  /* a stall is a silence: never re-tried on the same deployment */
+  route_failed(&c->route, c->snap, c->dep, why != MS_STALL);
+  c->n_failed++;
+  c->last_class = MC_OTHER_ERROR;
+  note_failure(c, d, reason);
+  c->ms_phase = MS_PENDING;
+  attempt_next(c, d, reason);
+}
+
+void attempt_ms_spliced(chat *c) {
+  const snap_dep *d = &c->snap->deps[c->dep];
+  c->ms_phase = MS_SPLICED;
+  d->stats->midstream_continued++;
+  LOG_INFO(c->rid, "midstream_continued",
+           LF_S("from", c->ms_from >= 0 ? c->snap->deps[c->ms_from].name : NULL),
+           LF_S("to", d->name), LF_I("delivered_bytes", c->ms_delivered),
+           LF_S("reason", ms_why_name(c->ms_fail)), LF_B("prefill", d->supports_prefill));
+  attempt_stream_committed(c); /* the idle check from here on */
+}
+
+/* A continuation ended before writing anything: a failed attempt, whatever it answered
+ * (a 400 from a provider refusing the prefill never reaches the client). */
+static void ms_pending_done(chat *c, CURL *e, CURLcode res, const snap_dep *d) {
+  enum metrics_class cls = MC_OTHER_ERROR;
+  const char *reason = "garbage"; /* 2xx without a single event for the client */
+  char rbuf[24];
+  if (c->fail_reason[0]) {
+    cls = c->fail_class;
+    reason = c->fail_reason;
+  } else if (c->err_body || c->relay) {
+    uint64_t ra = 0;
+    prov_error pe = d->ops ? d->ops->classify_error(c->status, c->resp.data ? c->resp.data : "",
+                                                    c->resp.len, &ra)
+                           : PE_BAD_REQUEST; /* relay: a 4xx other than 401/403/408/429 */
+    cls = attempt_error_class(pe);
+    snprintf(rbuf, sizeof rbuf, "http_%d", c->status);
+    reason = rbuf;
+  } else if (res != CURLE_OK) {
+    classify(res, e, &cls, &reason);
   }
   if (reason != rbuf) snprintf(rbuf, sizeof rbuf, "%s", reason); /* reset by the next start */
   release_easy(c);
@@ -1076,8 +1224,21 @@ static void on_done(CURL *e, CURLcode res, cu_owner *o) {
     return;
   }
   const snap_dep *d = &c->snap->deps[c->dep];
+  if (c->committed && c->ms_phase == MS_PENDING) { /* a continuation, nothing written yet */
+    if (d->ops && res == CURLE_OK && !c->fail_reason[0] && !c->err_body && c->headers_done)
+      stream_adapter_eof(c); /* its events may complete only at EOF */
+    if (c->ms_phase == MS_PENDING) { ms_pending_done(c, e, res, d); return; }
+    if (c->client_gone) { release_easy(c); return; } /* on_abort frees */
+  } else if (c->committed && d->ops && res == CURLE_OK && !c->saw_done && !c->terminal_sent &&
+             !c->ms_dead) {
+    stream_adapter_eof(c);
+  }
+  if (c->committed && c->ms_on && !c->saw_done && !c->client_gone && c->req) {
+    release_easy(c); /* the stream died: continued elsewhere when it can be */
+    ms_died(c, c->ms_dead ? c->ms_dead : MS_CUT);
+    return;
+  }
   if (c->committed) { /* stream: the client has bytes, no failover possible */
-    if (d->ops && res == CURLE_OK && !c->saw_done && !c->terminal_sent) stream_adapter_eof(c);
     account_usage(c, d);
     if (res == CURLE_OK && c->saw_done) d->stats->success++;
     else d->stats->errors[MC_OTHER_ERROR]++; /* cut, or ended by an in-band error */
@@ -1133,6 +1294,11 @@ static void on_stream_idle(uv_timer_t *t) {
     return;
   }
   const snap_dep *d = &c->snap->deps[c->dep];
+  if (c->ms_on && left > 0) { /* a stall: continued elsewhere when it can be */
+    release_easy(c); /* a uv callback: removing from the multi is allowed */
+    ms_died(c, MS_STALL);
+    return;
+  }
   account_usage(c, d);
   if (left == 0) { /* the request's total deadline, not the provider's silence */
     metrics_req_fail[MRF_REQUEST_TIMEOUT]++;
@@ -1220,6 +1386,7 @@ void attempt_serve(hs_request *req, snapshot *snap, const req_info *ri, const ch
   }
   c->dep = -1;
   c->pending_dep = -1;
+  c->ms_from = -1;
   uint32_t total = snap_total_timeout_ms(c);
   if (total) c->deadline_ms = uv_now(multi.loop) + total;
   c->cu.done = on_done;

@@ -27,6 +27,7 @@
 #include "gcp_auth.h"
 #include "http_server.h"
 #include "metrics.h"
+#include "midstream.h"
 #include "provider.h"
 #include "ratelimit.h"
 #include "request.h"
@@ -63,6 +64,24 @@ typedef struct chat_opts {
                             * deployments speaking the client's dialect get it as is, model
                             * rewritten (Anthropic → anthropic family); NULL = never */
 } chat_opts;
+
+/* Which part of a continued stream the current attempt is (chat.ms_phase). */
+enum attempt_ms_phase {
+  MS_ORIGINAL = 0, /* the first committed attempt (or no continuation at all) */
+  MS_PENDING,      /* a continuation that has not written anything yet: its failure fails
+                    * over to the next continuation, the held failure stays the client's */
+  MS_SPLICED,      /* a continuation whose events reach the client; it may die and be
+                    * continued again */
+};
+
+/* Why a committed stream died (chat.ms_dead / ms_fail). */
+enum attempt_ms_why {
+  MS_ALIVE = 0,
+  MS_CUT,       /* ended without [DONE] */
+  MS_STALL,     /* silent past the idle bound */
+  MS_ERROR,     /* an in-band error event (held in ms_err) */
+  MS_MALFORMED, /* an event that is not a JSON object */
+};
 
 typedef struct chat {
   hs_request *req;            /* client request; NULL once answered or aborted */
@@ -155,6 +174,22 @@ typedef struct chat {
   uint64_t soonest_reset_ms;  /* shortest cooldown left among rate-limited attempts, ms (0 = none) */
   uint32_t retry_after_s;     /* Retry-After of a 429/503 answer to the client, s (0 = default) */
   uint64_t skip_logged;       /* route_skip already logged, bit per deployment index < 64 */
+  /* mid-stream continuation (docs/resilience.md "Mid-stream failover", midstream.h) */
+  int ms_on;                  /* the committed stream is relayed event by event and tracked:
+                               * its group continues (mid_stream_continue), canonical, not pt */
+  int ms_phase;               /* enum attempt_ms_phase: which part of the spliced stream runs */
+  int ms_dead;                /* enum attempt_ms_why: how the running stream died (0 = alive) */
+  int ms_fail;                /* enum attempt_ms_why of the failure the client gets if no
+                               * continuation succeeds (held; 0 = none yet) */
+  int ms_from;                /* deployment whose stream died last, -1 = none */
+  size_t ms_delivered;        /* text bytes the client had when it died, bytes */
+  midstream_tracker ms;       /* what the client received (valid while ms_on) */
+  midstream_splicer splice;   /* the running continuation's splicer (ms_phase != MS_ORIGINAL) */
+  int splice_live;            /* splice is initialised (free it) */
+  buf_t ms_out;               /* one event framed or spliced for the client */
+  buf_t ms_err;               /* held in-band error event (framed canonical SSE), if any */
+  buf_t ms_body;              /* the continuation's canonical request body (current attempt) */
+  req_info ms_ri;             /* its model span */
   char hdr_deployment[128];   /* x-llmesh-deployment value */
   char hdr_attempts[16];      /* x-llmesh-attempts value */
 } chat;
@@ -178,6 +213,8 @@ void attempt_on_drain(hs_request *req); /* hs on_drain for a chat request */
 uint64_t attempt_chats_in_flight(void);
 /* The worker loop's time, ms (breakers and cooldowns are kept in it); 0 before attempt_init. */
 uint64_t attempt_now_ms(void);
+/* A continuation wrote its first event to the client (stream.c): counted and logged. */
+void attempt_ms_spliced(chat *c);
 /* Counter class of an adapter's error class (failover accounting). */
 enum metrics_class attempt_error_class(prov_error e);
 

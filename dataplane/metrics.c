@@ -198,6 +198,16 @@ static int render_resilience(buf_t *o, uint64_t now_ms) {
       rc |= put_dep_sample(o, counters[k].name, dep_list[i], NULL, NULL, v);
     }
   }
+  rc |= buf_printf(o, "# HELP llmesh_midstream_continuations_total Continuation attempts of a "
+                      "dead stream on the deployment, by result (ok: it took over the stream; "
+                      "failed: it failed before writing anything).\n"
+                      "# TYPE llmesh_midstream_continuations_total counter\n");
+  for (int i = 0; i < dep_n; i++) {
+    rc |= put_dep_sample(o, "llmesh_midstream_continuations_total", dep_list[i], "result", "ok",
+                         dep_list[i]->midstream_continued);
+    rc |= put_dep_sample(o, "llmesh_midstream_continuations_total", dep_list[i], "result",
+                         "failed", dep_list[i]->midstream_failed);
+  }
   rc |= buf_printf(o, "# HELP llmesh_request_failures_total Valid requests that ended without an "
                       "upstream answer, by reason.\n# TYPE llmesh_request_failures_total counter\n");
   for (int r = 0; r < MRF__COUNT; r++)

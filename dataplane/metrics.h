@@ -46,8 +46,9 @@ typedef struct metrics_dep {
   uint64_t refusals[BR__COUNT];    /* requests whose routing skipped it, by brk_refusal (route_skip) */
   uint64_t backoffs;               /* re-tries onto it that waited a backoff first */
   uint64_t retry_after_waits;      /* requests that waited for its Retry-After in-line */
-  uint64_t hedges;                 /* hedged attempts started on it (hedging: not yet) */
-  uint64_t midstream_continued;    /* streams continued on it (mid-stream failover: not yet) */
+  uint64_t hedges;                 /* hedged attempts started on it */
+  uint64_t midstream_continued;    /* continuations on it that took over a dead stream */
+  uint64_t midstream_failed;       /* continuations on it that failed before writing anything */
   hist_t latency;                  /* time to response headers, ms */
   metrics_reason reasons[METRICS_MAX_REASONS]; /* failovers by reason */
   int nreasons;

@@ -1,6 +1,7 @@
 /* stream.c — SSE relay with backpressure and cut detection (see stream.h). */
 #include "stream.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -9,10 +10,13 @@
 #include "server.h"
 
 void stream_reset(chat *c) {
-  c->committed = 0;
+  if (c->ms_phase == MS_ORIGINAL) { /* a continuation writes to the stream already begun */
+    c->committed = 0;
+    c->client_full = 0;
+  }
+  c->ms_dead = MS_ALIVE;
   c->first_event = 0;
   c->saw_done = 0;
-  c->client_full = 0;
   c->paused = 0;
   c->have_usage = 0;
   c->prompt_tokens = c->completion_tokens = 0;
@@ -98,6 +102,141 @@ static void on_native_event(void *ud, const sse_event *ev) {
 
 static int commit(chat *c);
 
+/* ---- groups that continue a dead stream (docs/resilience.md "Mid-stream failover") ----
+ * Their committed streams are relayed as canonical events, not as upstream bytes: each
+ * event is tracked (midstream.h: what the client has), a continuation's are spliced
+ * (original id/created, its role chunk dropped, usage grown), and an in-band error or a
+ * malformed event is held back, because a continuation may still follow it. Groups with
+ * mid_stream_fallback: error never come here: their bytes pass as they are. */
+
+/* The stream about to be committed is tracked: its group continues, and it is canonical
+ * (a passthrough of the client's own dialect is not). */
+static int ms_wanted(const chat *c) {
+  return !c->pt && c->op == CHAT_OP_COMPLETIONS &&
+         c->snap->groups[c->route.chain[0]].mid_stream_continue;
+}
+
+/* One canonical event, SSE-framed, appended to out (one data line per line). */
+static int frame_event(buf_t *out, const sse_event *ev) {
+  const char *d = ev->data;
+  size_t n = ev->data_len;
+  if (*ev->event && buf_printf(out, "event: %s\n", ev->event)) return -ENOMEM;
+  for (;;) {
+    const char *nl = memchr(d, '\n', n);
+    size_t k = nl ? (size_t)(nl - d) : n;
+    if (BUF_LIT(out, "data: ") || buf_append(out, d, k) || BUF_LIT(out, "\n")) return -ENOMEM;
+    if (!nl) break;
+    d += k + 1;
+    n -= k + 1;
+  }
+  return BUF_LIT(out, "\n") ? -ENOMEM : 0;
+}
+
+/* An in-band error (k = MIDSTREAM_EV_ERROR) or a malformed event ended the stream. A
+ * continuation that has written nothing yet simply failed (fail over to the next one: the
+ * client keeps the failure it was going to get); otherwise the stream died here and the
+ * error event is held: it is what the client gets when no continuation succeeds. */
+static int ms_held(chat *c, const sse_event *ev, int k) {
+  int why = k == MIDSTREAM_EV_ERROR ? MS_ERROR : MS_MALFORMED;
+  if (c->ms_phase == MS_PENDING) {
+    c->fail_class = why == MS_ERROR ? MC_SERVER_ERROR : MC_OTHER_ERROR;
+    strcpy(c->fail_reason, why == MS_ERROR ? "stream_error" : "garbage");
+    return 1;
+  }
+  c->ms_dead = why;
+  buf_reset(&c->ms_err);
+  if (why == MS_ERROR && frame_event(&c->ms_err, ev)) buf_reset(&c->ms_err); /* ENOMEM: cut event */
+  return 1;
+}
+
+/* Decoder callback of a tracked stream: track or splice into c->ms_out (written once per
+ * upstream chunk by ms_relay). Nonzero stops the decoding: the stream ended ([DONE]) or
+ * died. */
+static int ms_event(void *ud, const sse_event *ev) {
+  chat *c = ud;
+  int k;
+  size_t mark = c->ms_out.len;
+  if (!ev->data_len) return 0; /* nothing a client could parse */
+  on_event(c, ev);             /* [DONE] and usage, as the plain relay */
+  if (c->ms_phase == MS_ORIGINAL) {
+    k = midstream_track(&c->ms, ev->data, ev->data_len);
+    if (k == -ENOMEM) k = MIDSTREAM_EV_CHUNK; /* continuable turned off; the event is fine */
+    if (k >= 0 && k != MIDSTREAM_EV_ERROR && frame_event(&c->ms_out, ev)) k = -ENOMEM;
+  } else {
+    k = midstream_splice(&c->splice, ev->event, ev->data, ev->data_len, &c->ms_out);
+  }
+  if (k == MIDSTREAM_EV_DROPPED) return 0;
+  if (k < 0 || k == MIDSTREAM_EV_ERROR) {
+    c->ms_out.len = mark; /* the splicer wrote the error event: it is held instead */
+    c->saw_done = 0;
+    return ms_held(c, ev, k);
+  }
+  if (c->ms_phase == MS_PENDING) attempt_ms_spliced(c); /* its first event out: it took over */
+  c->saw_done = k == MIDSTREAM_EV_DONE;
+  return c->saw_done;
+}
+
+/* Canonical bytes of a tracked stream to the client: the events they complete, in one
+ * write (what precedes a held error goes out). Returns 0, or -1 when the client is gone. */
+static int ms_relay(chat *c, const char *p, size_t n) {
+  if (c->saw_done || c->ms_dead || c->fail_reason[0] || c->terminal_sent) return 0;
+  buf_reset(&c->ms_out);
+  int rc = sse_decode(&c->sse, p, n, ms_event, c);
+  if (rc == SSE_TOO_BIG || rc == -ENOMEM) {
+    if (c->ms_phase == MS_PENDING) record_garbage(c);
+    else c->ms_dead = MS_MALFORMED;
+  }
+  if (!c->ms_out.len) return 0;
+  int w = egress_stream_write(c, c->ms_out.data, c->ms_out.len);
+  if (w < 0) { c->client_gone = 1; return -1; }
+  if (!c->req) return -1; /* on_abort ran inside the write */
+  if (w == 1) c->client_full = 1;
+  return 0;
+}
+
+/* Commit of a tracked stream: tracking starts; the held bytes go out event by event. */
+static int ms_begin(chat *c) {
+  c->ms_on = 1;
+  midstream_tracker_init(&c->ms);
+  sse_reset(&c->sse); /* the held bytes are decoded again, now for the client */
+  int rc = ms_relay(c, c->resp.data, c->resp.len);
+  buf_free(&c->resp);
+  return rc;
+}
+
+/* Upstream bytes of a tracked stream after commit, or of a continuation. */
+static size_t ms_on_data(chat *c, const provider_ops *ops, const char *p, size_t n) {
+  if (c->client_full) { /* not consumed, not fed: curl delivers it again on unpause */
+    c->paused = 1;
+    return CURL_WRITEFUNC_PAUSE;
+  }
+  c->last_byte_ms = uv_now(c->timer.loop);
+  if (!ops) {
+    if (ms_relay(c, p, n) < 0) return CURL_WRITEFUNC_ERROR;
+  } else if (!c->saw_done && !c->ms_dead && !c->fail_reason[0]) {
+    prov_error pe = PE_NONE;
+    buf_reset(&c->out);
+    int rc = ops->stream_feed(c->ps, p, n, &c->out, &c->usage, &pe);
+    if (ms_relay(c, c->out.data, c->out.len) < 0) return CURL_WRITEFUNC_ERROR;
+    if ((rc == PS_ERROR || rc == PS_GARBAGE) && !c->saw_done && !c->ms_dead && !c->fail_reason[0]) {
+      if (c->ms_phase != MS_PENDING) {
+        c->ms_dead = rc == PS_ERROR ? MS_ERROR : MS_MALFORMED; /* (no event: the cut event) */
+      } else if (rc == PS_GARBAGE) {
+        record_garbage(c);
+      } else {
+        c->fail_class = attempt_error_class(pe) == MC_CLIENT_ERROR ? MC_OTHER_ERROR
+                                                                   : attempt_error_class(pe);
+        snprintf(c->fail_reason, sizeof c->fail_reason, "%s", prov_error_name(pe));
+      }
+    }
+    if (rc == PS_ERROR)
+      LOG_WARN(c->rid, "stream_provider_error", LF_S("deployment", c->snap->deps[c->dep].name),
+               LF_S("class", prov_error_name(pe)));
+  }
+  if (c->ms_dead || c->fail_reason[0] || c->terminal_sent) return CURL_WRITEFUNC_ERROR;
+  return n;
+}
+
 /* Passthrough: the upstream bytes go to the client as they arrive, once the first event
  * was valid; the decoder only watches them. */
 static size_t native_on_data(chat *c, const char *p, size_t n) {
@@ -141,6 +280,7 @@ static int commit(chat *c) {
   if (server_stream_begin(c->req, c->rid, 200, "text/event-stream", h, 3) < 0) return -1;
   c->committed = 1;
   metrics_active_streams++;
+  if (ms_wanted(c)) return ms_begin(c);
   int rc = egress_stream_write(c, c->resp.data, c->resp.len);
   buf_free(&c->resp); /* held bytes are out: a long-lived stream keeps no buffer for them */
   if (rc < 0) return -1;
@@ -206,13 +346,17 @@ static size_t adapter_on_data(chat *c, const provider_ops *ops, const char *p, s
     if (r == -2) { record_garbage(c); return CURL_WRITEFUNC_ERROR; }
     if (r < 0) { c->client_gone = 1; return CURL_WRITEFUNC_ERROR; }
   }
-  return c->req ? n : CURL_WRITEFUNC_ERROR;
+  return c->req && !c->ms_dead ? n : CURL_WRITEFUNC_ERROR;
 }
 
 int stream_adapter_eof(chat *c) {
   if (!c->ps) return 0;
   buf_reset(&c->out);
   int rc = c->ps_ops->stream_end(c->ps, &c->out, &c->usage);
+  if (c->committed && c->ms_on) { /* tracked: [DONE] sets saw_done when it goes out */
+    ms_relay(c, c->out.data, c->out.len);
+    return 0;
+  }
   if (c->committed) {
     if (rc == PS_DONE) {
       if (write_out(c) < 0) return 0; /* stream_finish copes with a gone client */
@@ -229,6 +373,7 @@ size_t stream_on_data(chat *c, const char *p, size_t n) {
   if (!c->req || c->client_gone) return CURL_WRITEFUNC_ERROR;
   if (c->pt) return native_on_data(c, p, n);
   const provider_ops *ops = c->snap->deps[c->dep].ops;
+  if (c->committed && c->ms_on) return ms_on_data(c, ops, p, n); /* continuations too */
   if (ops) return adapter_on_data(c, ops, p, n);
   if (c->committed) {
     if (c->client_full) { /* not consumed: curl delivers it again on unpause */
@@ -254,7 +399,7 @@ size_t stream_on_data(chat *c, const char *p, size_t n) {
     c->client_gone = 1;
     return CURL_WRITEFUNC_ERROR;
   }
-  return c->req && !c->terminal_sent ? n : CURL_WRITEFUNC_ERROR;
+  return c->req && !c->terminal_sent && !c->ms_dead ? n : CURL_WRITEFUNC_ERROR;
 }
 
 int stream_finish(chat *c) { return stream_end(c, 0); }

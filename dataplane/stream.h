@@ -9,7 +9,12 @@
  *
  * Adapter deployments: every upstream chunk goes through the adapter's stream_feed and
  * what it produces (canonical SSE) is relayed the same way; commit waits for the first
- * canonical event. A chunk is fed only when it is consumed (never before a pause). */
+ * canonical event. A chunk is fed only when it is consumed (never before a pause).
+ *
+ * Groups that continue a dead stream (mid_stream_continue; not the native passthrough):
+ * from commit on, canonical events are relayed one by one through the decoder, tracked
+ * (midstream.h), an in-band error or malformed event held back (attempt.c decides whether a
+ * continuation follows), and a continuation's events spliced onto the same client stream. */
 #ifndef LLMESH_STREAM_H
 #define LLMESH_STREAM_H
 

@@ -32,7 +32,8 @@ async function setup(env) {
       deployment('gemini-first', { model: 'gemini/gemini-mock', api_base: `${g.base}/v1beta`, api_key: LITERAL_KEY, weight: 100 }, { id: 'gf-gemini' }),
       deployment('gemini-first', { model: 'anthropic/claude-mock', api_base: a.apiBase, api_key: 'os.environ/MOCK_KEY', weight: 1 }, { id: 'gf-claude' }),
     ],
-    router_settings: { num_retries: 2, timeout: 10 },
+    // mid_stream_fallback error: the cut test pins the error event (continuation: midstream.test.mjs)
+    router_settings: { num_retries: 2, timeout: 10, mid_stream_fallback: 'error' },
   });
   const w = cluster.worker;
   const client = new OpenAI({ baseURL: `${w.base}/v1`, apiKey: MASTER_KEY, maxRetries: 0, timeout: 20000 });

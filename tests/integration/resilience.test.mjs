@@ -425,7 +425,8 @@ itest('retry budget: failovers onto a survivor stop when its budget is empty (lo
       deployment('g', { model: 'openai/gpt-4o', api_base: b.apiBase, api_key: 'k', weight: 1 }, { id: 'bb' }),
     ],
     // 1 free retry per second, 1 % of first attempts: an outage of ba cannot double bb's load
-    router_settings: { retry_budget_percent: 1, retry_budget_min_per_second: 1, num_retries: 1 },
+    // (local_trip_failures high: ba's 500s would open its local circuit after 5 and end the test)
+    router_settings: { retry_budget_percent: 1, retry_budget_min_per_second: 1, num_retries: 1, local_trip_failures: 1000 },
   });
   const w = cluster.worker;
   await a.setDefault({ status: 500 });
