@@ -132,14 +132,19 @@ static int cbrk_close(cbrk *b, uint64_t now_ms) {
 
 /* ------------------------------------------------------------------ tick */
 
-static void cbrk_latency(cbrk *b, const cbrk_delta *d) {
+/* The tick's median folds in with the weight of its sample count, and the old estimate
+ * also loses weight with its age: a per-tick EWMA would need ~15 s to forget a 1.5 s
+ * spike however many fast answers arrive after it, and a deployment the spike pushed
+ * down to a few % of the traffic would stay there. Few samples still move it little. */
+static void cbrk_latency(cbrk *b, uint64_t now_ms, const cbrk_delta *d) {
   uint64_t n = 0;
   for (int i = 0; i < HIST_BUCKETS; i++) n += d->latency[i];
   if (!n) return;
   double sample = hist_quantile(d->latency, HIST_BUCKETS, 0.5);
-  b->latency_ewma_ms = b->latency_ewma_ms > 0
-                           ? CBRK_LAT_ALPHA * sample + (1 - CBRK_LAT_ALPHA) * b->latency_ewma_ms
-                           : sample;
+  double age = b->latency_at_ms && now_ms > b->latency_at_ms ? (double)(now_ms - b->latency_at_ms) : 0;
+  double keep = pow(1 - CBRK_LAT_ALPHA, (double)n) * exp2(-age / CBRK_LAT_HALF_LIFE_MS);
+  b->latency_ewma_ms = b->latency_ewma_ms > 0 ? keep * b->latency_ewma_ms + (1 - keep) * sample : sample;
+  b->latency_at_ms = now_ms ? now_ms : 1;
 }
 
 /* Rate limits are a cooldown, not a failure: until the largest reset a worker saw,
@@ -173,7 +178,7 @@ static int cbrk_fold(cbrk *b, uint64_t now_ms, const cbrk_delta *d) {
   k->limited += clamp32(d->rate_limited);
   k->requests += clamp32(d->requests);
   k->tokens += d->prompt_tokens + d->completion_tokens;
-  cbrk_latency(b, d);
+  cbrk_latency(b, now_ms, d);
   return cbrk_cooldown(b, now_ms, d) | cbrk_credential(b, d);
 }
 
@@ -332,13 +337,24 @@ static double cbrk_group_median(const cbrk *set, size_t n, const cbrk *b, double
   return m % 2 ? scratch[m / 2] : (scratch[m / 2 - 1] + scratch[m / 2]) / 2;
 }
 
+/* min(1, median / own)^0.5, relaxed linearly to 1 once the newest sample is older than
+ * CBRK_LAT_STALE_MS: without samples the estimate says nothing about now. */
+static double cbrk_latency_factor(const cbrk *b, uint64_t now_ms, double median) {
+  if (median <= 0 || b->latency_ewma_ms <= 0) return 1;
+  double f = sqrt(fmin(1, median / b->latency_ewma_ms));
+  uint64_t age = b->latency_at_ms && now_ms > b->latency_at_ms ? now_ms - b->latency_at_ms : 0;
+  if (age <= CBRK_LAT_STALE_MS) return f;
+  double t = fmin(1, (double)(age - CBRK_LAT_STALE_MS) / CBRK_LAT_RELAX_MS);
+  return f + (1 - f) * t;
+}
+
 static uint32_t cbrk_weight_of(cbrk *b, const cbrk_params *p, uint64_t now_ms, double median) {
   cbrk_sums s;
   if (b->drained || b->state == CBRK_OPEN) return 0;
   cbrk_window(b, now_ms, &s);
   uint64_t vol = s.ok30 + s.fail30;
   double health = vol >= p->min_volume && vol ? 1 - (double)s.fail30 / (double)vol : 1;
-  b->latency_factor = median > 0 && b->latency_ewma_ms > 0 ? sqrt(fmin(1, median / b->latency_ewma_ms)) : 1;
+  b->latency_factor = cbrk_latency_factor(b, now_ms, median);
   double w = 1000 * health * b->latency_factor * cbrk_headroom(b, &s) * cbrk_ramp(b, p, now_ms);
   return w < CBRK_MIN_WEIGHT_MILLI ? CBRK_MIN_WEIGHT_MILLI : (uint32_t)lround(w);
 }

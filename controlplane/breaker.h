@@ -32,7 +32,10 @@
 #define CBRK_PROBE_TRIP 3             /* consecutive probe failures that may open a closed circuit */
 #define CBRK_CALM_MS 60000u           /* closed this long without a trip: open period back to base */
 #define CBRK_MIN_WEIGHT_MILLI 10u     /* floor of a closed circuit's weight (1 %) */
-#define CBRK_LAT_ALPHA 0.3            /* EWMA weight of a tick's mean latency */
+#define CBRK_LAT_ALPHA 0.1            /* latency EWMA: weight of each sample of a tick's median */
+#define CBRK_LAT_HALF_LIFE_MS 2000u   /* ... and the old estimate halves its weight this often */
+#define CBRK_LAT_STALE_MS 10000u      /* no latency sample this long: the factor relaxes ... */
+#define CBRK_LAT_RELAX_MS 10000u      /* ... linearly to neutral (1) over this long */
 #define CBRK_REASON_MAX 160           /* bytes of a reason string */
 #define CBRK_NAME_MAX 128             /* bytes of a deployment or group name */
 
@@ -100,6 +103,7 @@ typedef struct cbrk {
   int credential_failed;      /* 401/403 seen and no success since */
   uint64_t cooldown_until_ms; /* rate-limit cooldown end, 0 = none */
   double latency_ewma_ms;     /* time to headers, every worker, 0 = no sample yet */
+  uint64_t latency_at_ms;     /* now_ms of the last tick with latency samples, 0 = never */
   double latency_factor;      /* last computed latency factor (0..1] */
   uint32_t weight_milli;      /* effective weight factor, ‰ */
   cbrk_bucket ring[CBRK_RING_S]; /* indexed by sec % CBRK_RING_S */
@@ -139,8 +143,10 @@ int cbrk_probe(cbrk *b, const cbrk_params *p, uint64_t now_ms, cbrk_probe_result
 /* Drain (on = 1, reason "drained by ACTOR: TEXT") or undrain (on = 0). Returns CBRK_EV_*. */
 int cbrk_drain(cbrk *b, uint64_t now_ms, int on, const char *reason);
 /* Recomputes every weight_milli (the latency factor compares a deployment with its
- * group's median). Sets CBRK_EV_WEIGHT in ev[i] (n entries, may be NULL) when a weight
- * moved by more than 10 % of last_published[i] (may be NULL). */
+ * group's median; it relaxes to neutral when the deployment has had no latency sample for
+ * CBRK_LAT_STALE_MS, so a deployment starved of traffic is measured again). Sets
+ * CBRK_EV_WEIGHT in ev[i] (n entries, may be NULL) when a weight moved by more than 10 %
+ * of last_published[i] (may be NULL). */
 void cbrk_weights(cbrk *set, size_t n, const cbrk_params *p, uint64_t now_ms,
                   const uint32_t *last_published, int *ev);
 

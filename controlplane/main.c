@@ -349,7 +349,12 @@ static void on_tick(uv_timer_t *t) {
   }
   control_weights(ctl, now, ev);
   for (size_t i = 0; i < n; i++) {
+    const cbrk *b = &ctl->deps[i].brk;
     control_log_event(&ctl->deps[i], ev[i], now);
+    if (ev[i] & CBRK_EV_WEIGHT) /* why traffic moves: one line per republished weight */
+      LOG_DEBUG(NULL, "weight", LF_S("deployment", b->name), LF_I("weight_milli", b->weight_milli),
+                LF_I("published_milli", ctl->deps[i].published_weight),
+                LF_F("latency_ewma_ms", b->latency_ewma_ms), LF_F("latency_factor", b->latency_factor));
     if (ctl->deps[i].brk.half_probe_due) {
       ctl->deps[i].brk.half_probe_due = 0;
       probe_now(ctl->probes, i);

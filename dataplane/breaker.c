@@ -135,6 +135,7 @@ static void local_trip(dep_state *d, const brk_config *c, uint64_t now_ms) {
   d->open_until_ms = now_ms + len;
   d->trial_in_flight = 0;
   d->consecutive_fails = 0;
+  d->consecutive_server = 0;
   d->trips++;
 }
 
@@ -168,6 +169,7 @@ int breaker_attempt_end(dep_state *d, const brk_config *cfg, uint64_t now_ms, br
   switch (o) {
   case BO_SUCCESS:
     d->consecutive_fails = 0;
+    d->consecutive_server = 0;
     d->consecutive_429 = 0;
     d->cred_failed_until_ms = 0;
     if (half) { d->local = BRK_CLOSED; d->open_ms = 0; }
@@ -180,8 +182,13 @@ int breaker_attempt_end(dep_state *d, const brk_config *cfg, uint64_t now_ms, br
       return 1;
     }
     break;
-  case BO_SERVER: /* a health failure: fails a trial, but only connect errors trip a closed one */
-    if (half) { local_trip(d, &c, now_ms); return 1; }
+  case BO_SERVER: /* fails a trial; a closed circuit needs a longer run than connect errors */
+    d->consecutive_server++;
+    if (half || (d->local == BRK_CLOSED &&
+                 d->consecutive_server >= (uint64_t)c.local_trip_failures + BRK_SERVER_TRIP_EXTRA)) {
+      local_trip(d, &c, now_ms);
+      return 1;
+    }
     break;
   case BO_RATE_LIMITED: rate_limited(d, &c, now_ms, retry_after_ms); break;
   case BO_AUTH: d->cred_failed_until_ms = now_ms + BRK_CRED_RETRY_MS; break;

@@ -3,7 +3,10 @@
  * One dep_state per deployment name, created on first use and kept across snapshot
  * swaps (snap_dep.st points at it; like metrics_dep). It combines:
  *   - the worker-local circuit: `local_trip_failures` consecutive connect errors or
- *     timeouts open it within milliseconds (no waiting for the control plane); open for
+ *     timeouts, or `local_trip_failures` + BRK_SERVER_TRIP_EXTRA consecutive 5xx-class
+ *     failures (BO_SERVER: a provider answering 503 to everything is as dead as a refused
+ *     port; 30 % random 500s almost never give 5 in a row), open it within milliseconds
+ *     (no waiting for the control plane); open for
  *     `local_cooldown_ms`, doubling on each re-trip up to cooldown_ms × 8; then half-open:
  *     one trial attempt at a time; a trial success closes it, a failure re-opens it;
  *   - the rate-limit cooldown: a 429 / overloaded answer keeps the deployment out until
@@ -28,6 +31,7 @@
 #define BRK_DEFAULT_COOLDOWN_MS 1000u /* 429 without a reset time: first cooldown */
 #define BRK_CRED_RETRY_MS 60000u      /* a refused credential is retried after this */
 #define BRK_EWMA_ALPHA 0.2            /* weight of a new latency sample */
+#define BRK_SERVER_TRIP_EXTRA 2u      /* BO_SERVER in a row that open: local_trip_failures + this */
 
 typedef enum brk_state {
   BRK_CLOSED = 0,    /* healthy */
@@ -40,7 +44,7 @@ typedef enum brk_outcome {
   BO_SUCCESS = 0,    /* answered (2xx, or a stream that ended well) */
   BO_CONNECT_FAIL,   /* refused, DNS, TLS, connect timeout: trips the local breaker */
   BO_TIMEOUT,        /* no answer within the deadline: trips the local breaker */
-  BO_SERVER,         /* 5xx, garbage, cut: a health failure, not a local trip */
+  BO_SERVER,         /* 5xx, garbage, cut: a health failure; trips only after a longer run */
   BO_RATE_LIMITED,   /* 429 / 529 overloaded: cooldown, not a health failure */
   BO_AUTH,           /* 401/403: credential refused */
   BO_NEUTRAL,        /* client's fault (4xx), cancelled: says nothing about health */
@@ -62,6 +66,7 @@ typedef struct dep_state {
   /* worker-local circuit */
   brk_state local;                /* BRK_* */
   uint32_t consecutive_fails;     /* connect errors / timeouts in a row */
+  uint32_t consecutive_server;    /* BO_SERVER outcomes in a row (reset by a success or a trip) */
   uint32_t open_ms;               /* length of the last open period, ms (doubles) */
   uint64_t open_until_ms;         /* loop ms when OPEN turns HALF_OPEN */
   int trial_in_flight;            /* HALF_OPEN: the trial attempt is running */
@@ -95,7 +100,7 @@ typedef struct dep_state {
 
 /* Tunables from the snapshot's RouterSettings (0 fields take the defaults). */
 typedef struct brk_config {
-  uint32_t local_trip_failures;   /* consecutive connect errors/timeouts that open */
+  uint32_t local_trip_failures;   /* consecutive connect errors/timeouts that open (5xx: + 2) */
   uint32_t local_cooldown_ms;     /* first local open period */
   uint32_t cooldown_ms;           /* cap base: local open ≤ cooldown_ms × 8; 429 default ≤ cooldown_ms */
   uint32_t retry_budget_percent;  /* deposit per first attempt, % of a token */
@@ -108,7 +113,8 @@ void breaker_free_all(void);
 
 /* May d take an attempt at now_ms? BR_OK, or why not; *wait_ms (may be NULL) is how long
  * until it could (0 when unknown). HALF_OPEN control circuits are admitted here: the
- * probe share is applied by the router (route.c) as a weight. */
+ * router (route.c) then lets one take part in a pick with probability probe_share ‰
+ * (a lost draw is counted as BR_CONTROL_OPEN). */
 brk_refusal breaker_admit(const dep_state *d, uint64_t now_ms, uint64_t *wait_ms);
 const char *breaker_refusal_name(brk_refusal r);       /* "local_open", ... */
 

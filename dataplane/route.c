@@ -55,12 +55,26 @@ static int provider_failed(const route_state *st, const char *provider) {
 
 /* ---- candidates ---------------------------------------------------------------------- */
 
-/* Is d usable now? A refusal is counted in st (by reason, with the soonest wait). */
-static int admitted(route_state *st, const snap_dep *d, uint64_t now_ms) {
+/* A control HALF_OPEN deployment takes part in a pick with probability probe_share ‰, so
+ * it gets that share of the traffic it would get whatever else is admissible (a scaled
+ * weight is relative: when every deployment is half-open it would hold nothing back). */
+static int probe_draw(const dep_state *ds, const route_rng *rng) {
+  if (ds->ctl_state != LLMESH__CIRCUIT_STATE__CIRCUIT_HALF_OPEN) return 1;
+  if (ds->ctl_probe_share_milli >= 1000) return 1;
+  return rng->next(rng->ctx) % 1000 < ds->ctl_probe_share_milli;
+}
+
+/* Is d usable now? A refusal is counted in st (by reason, with the soonest wait); a lost
+ * half-open draw counts as BR_CONTROL_OPEN with no known wait. */
+static int admitted(route_state *st, const snap_dep *d, const route_rng *rng, uint64_t now_ms) {
   if (!d->st) return 1;
   uint64_t wait = 0;
   brk_refusal r = breaker_admit(d->st, now_ms, &wait);
-  if (r == BR_OK) return 1;
+  if (r == BR_OK) {
+    if (probe_draw(d->st, rng)) return 1;
+    r = BR_CONTROL_OPEN;
+    st->probe_held++;
+  }
   st->refused[r]++;
   if (wait && (!st->soonest_ms || wait < st->soonest_ms)) st->soonest_ms = wait;
   return 0;
@@ -69,14 +83,14 @@ static int admitted(route_state *st, const snap_dep *d, uint64_t now_ms) {
 /* The group's deployments that may take this pick: untried ones (retry = 0), or tried ones
  * whose last failure allows a re-try (retry = 1). Returns how many went into cand. */
 static int collect(route_state *st, const snapshot *s, const snap_group *g, int retry,
-                   uint64_t now_ms, int *cand) {
+                   const route_rng *rng, uint64_t now_ms, int *cand) {
   int n = 0;
   for (int i = 0; i < g->ndeps; i++) {
     int dep = g->deps[i], k = last_try(st, dep);
     const snap_dep *d = &s->deps[dep];
     if (d->unsupported) continue;
     if (retry ? k < 0 || !st->retry_ok[k] : k >= 0) continue;
-    if (admitted(st, d, now_ms)) cand[n++] = dep;
+    if (admitted(st, d, rng, now_ms)) cand[n++] = dep;
   }
   return n;
 }
@@ -111,12 +125,10 @@ static int keep_fresh(const route_state *st, const snapshot *s, int *cand, int n
 
 /* ---- strategies ---------------------------------------------------------------------- */
 
-/* Configured weight × the control plane's factor (× the probe share while half-open),
- * in thousandths; at least 1 so every candidate can be drawn. */
+/* Configured weight × the control plane's factor, in thousandths; at least 1 so every
+ * candidate can be drawn. (The half-open probe share is applied at admission, probe_draw.) */
 static uint64_t eff_weight(const snap_dep *d) {
   uint64_t w = (uint64_t)d->weight * (d->st ? d->st->ctl_weight_milli : 1000);
-  if (d->st && d->st->ctl_state == LLMESH__CIRCUIT_STATE__CIRCUIT_HALF_OPEN)
-    w = w * d->st->ctl_probe_share_milli / 1000;
   return w ? w : 1;
 }
 
@@ -257,7 +269,7 @@ static int pick_in_group(route_state *st, const snapshot *s, const snap_group *g
   if (g->ndeps <= 0) return -1;
   int cand[g->ndeps];
   for (int retry = 0; retry < 2; retry++) {
-    int n = collect(st, s, g, retry, now_ms, cand);
+    int n = collect(st, s, g, retry, rng, now_ms, cand);
     int dep = choose(st, s, g, cand, n, rng, now_ms);
     if (dep >= 0) {
       take(st, s, dep, retry, rng);
@@ -273,6 +285,7 @@ int route_pick(route_state *st, const snapshot *s, const route_rng *rng, uint64_
   memset(st->refused, 0, sizeof st->refused);
   st->soonest_ms = 0;
   st->budget_refused = 0;
+  st->probe_held = 0;
   if (st->ntried >= ROUTE_MAX_TRIED) return -1;
   /* nothing found leaves the position alone: refusals end (cooldowns, budgets refill) and a
    * later call may pick in the same group */

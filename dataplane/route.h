@@ -1,7 +1,8 @@
 /* route.h — which deployment a request tries next.
  *
  * Within the model group, among deployments this request has not tried (never one marked
- * unsupported: no adapter for its family) and that breaker_admit lets through (breaker.h),
+ * unsupported: no adapter for its family) and that breaker_admit lets through (breaker.h;
+ * a control HALF_OPEN one only with probability probe_share ‰ per pick),
  * only the lowest priority tier (`order`) that has one, the group's strategy picks
  * (docs/resilience.md), preferring a provider that has not failed yet. Once the group's
  * budget (1 + num_retries attempts) or its candidates are used up, the primary group's
@@ -57,6 +58,8 @@ typedef struct route_state {
   int refused[BR__COUNT];               /* candidates breaker_admit refused, by brk_refusal */
   uint64_t soonest_ms;                  /* shortest wait among those refusals, ms (0 = unknown) */
   int budget_refused;                   /* candidates skipped because their retry budget was empty */
+  int probe_held;                       /* control HALF_OPEN candidates that lost the probe-share draw
+                                         * (also in refused[BR_CONTROL_OPEN]; breaker_admit says OK) */
 } route_state;
 
 /* Fallback chains chosen by what the provider said (route_divert). */

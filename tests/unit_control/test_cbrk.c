@@ -365,6 +365,74 @@ static void test_latency_from_histogram_deltas(void **state) {
   assert_true(f->b.latency_ewma_ms >= 50 && f->b.latency_ewma_ms <= 100);
 }
 
+/* One tick for every deployment of set: n[i] successes with their latency in bucket b[i]. */
+static void lat_tick(cbrk *set, size_t k, const cbrk_params *p, uint64_t now, const int *n, const int *b) {
+  for (size_t i = 0; i < k; i++) {
+    cbrk_delta d = {.requests = (uint64_t)n[i], .success = (uint64_t)n[i]};
+    d.latency[b[i]] = (uint64_t)n[i];
+    cbrk_tick(&set[i], p, now, &d);
+  }
+  cbrk_weights(set, k, p, now, NULL, NULL);
+}
+
+/* A +1.5 s spike shifts load away at once, and once the answers are fast again the
+ * weight comes back within a few ticks even at a few % of the traffic (a per-tick EWMA
+ * needed ~15 s); one sample moves the estimate little. */
+static void test_latency_spike_recovers(void **state) {
+  (void)state;
+  cbrk set[3];
+  cbrk_params p;
+  cbrk_params_default(&p, 1000, 5000);
+  cbrk_init(&set[0], "slow", "g", 0, 0);
+  cbrk_init(&set[1], "f1", "g", 0, 0);
+  cbrk_init(&set[2], "f2", "g", 0, 0);
+  uint64_t now = T0;
+  int fast[3] = {6, 6, 6}, spike[3] = {10, 6, 6}; /* 50..100 ms, 1000..2500 ms */
+  int many[3] = {100, 10, 10}, few[3] = {8, 60, 60};
+  lat_tick(set, 3, &p, now += 1000, many, fast);
+  assert_int_equal(set[0].weight_milli, 1000);
+  lat_tick(set, 3, &p, now += 1000, many, spike);
+  assert_true(set[0].weight_milli < 250); /* ≈ sqrt(75 / 1750) */
+  for (int i = 0; i < 5; i++) lat_tick(set, 3, &p, now += 1000, few, spike);
+  assert_true(set[0].weight_milli < 250);
+  for (int i = 0; i < 4; i++) lat_tick(set, 3, &p, now += 1000, few, fast); /* healed, 6 % */
+  assert_true(set[0].weight_milli >= 800);
+  /* a single sample after a spike moves the estimate only part of the way */
+  lat_tick(set, 3, &p, now += 1000, many, spike);
+  int one[3] = {1, 60, 60};
+  lat_tick(set, 3, &p, now += 1000, one, fast);
+  assert_true(set[0].latency_ewma_ms > 1000);
+}
+
+/* Without samples the latency estimate says nothing about now: after CBRK_LAT_STALE_MS the
+ * factor relaxes linearly to 1 over CBRK_LAT_RELAX_MS, so a starved deployment is measured
+ * again. */
+static void test_latency_factor_relaxes_when_stale(void **state) {
+  (void)state;
+  cbrk set[3];
+  cbrk_params p;
+  cbrk_params_default(&p, 1000, 5000);
+  cbrk_init(&set[0], "slow", "g", 0, 0);
+  cbrk_init(&set[1], "f1", "g", 0, 0);
+  cbrk_init(&set[2], "f2", "g", 0, 0);
+  uint64_t t0 = T0;
+  int n[3] = {20, 20, 20}, b[3] = {10, 6, 6};
+  lat_tick(set, 3, &p, t0, n, b);
+  uint32_t low = set[0].weight_milli;
+  assert_true(low < 250);
+  int none[3] = {0, 20, 20};
+  lat_tick(set, 3, &p, t0 + CBRK_LAT_STALE_MS, none, b);
+  assert_int_equal(set[0].weight_milli, low); /* still fresh enough */
+  lat_tick(set, 3, &p, t0 + CBRK_LAT_STALE_MS + CBRK_LAT_RELAX_MS / 2, none, b);
+  assert_in_range(set[0].weight_milli, (1000 + low) / 2 - 5, (1000 + low) / 2 + 5);
+  lat_tick(set, 3, &p, t0 + CBRK_LAT_STALE_MS + CBRK_LAT_RELAX_MS, none, b);
+  assert_int_equal(set[0].weight_milli, 1000);
+  /* a new slow sample makes it fresh (and slow) again */
+  int one[3] = {1, 20, 20};
+  lat_tick(set, 3, &p, t0 + CBRK_LAT_STALE_MS + CBRK_LAT_RELAX_MS + 1000, one, b);
+  assert_true(set[0].weight_milli < 250);
+}
+
 static void test_headroom_from_rpm(void **state) {
   fx *f = *state;
   f->b.rpm = 100;
@@ -404,6 +472,8 @@ int main(void) {
       cmocka_unit_test_setup(test_drain_overlays, setup),
       cmocka_unit_test_setup(test_latency_factor_within_group, setup),
       cmocka_unit_test_setup(test_latency_from_histogram_deltas, setup),
+      cmocka_unit_test_setup(test_latency_spike_recovers, setup),
+      cmocka_unit_test_setup(test_latency_factor_relaxes_when_stale, setup),
       cmocka_unit_test_setup(test_headroom_from_rpm, setup),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,6 +1,7 @@
-/* test_breaker.c — the worker-local circuit (trip, doubling, cap, half-open trial), the
- * rate-limit cooldown, credentials, admission order, latency EWMA, the p95 estimate, the
- * retry budget and the control plane's health (breaker.h), on a fake clock. */
+/* test_breaker.c — the worker-local circuit (trip, trip on a run of 5xx, doubling, cap,
+ * half-open trial), the rate-limit cooldown, credentials, admission order, latency EWMA,
+ * the p95 estimate, the retry budget and the control plane's health (breaker.h), on a
+ * fake clock. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -70,11 +71,46 @@ static void test_success_resets_count(void **unused) {
   attempt(d, &c, 100, BO_CONNECT_FAIL);
   attempt(d, &c, 100, BO_SUCCESS);
   assert_int_equal(attempt(d, &c, 100, BO_CONNECT_FAIL), 0);
-  /* 5xx and 429 neither count nor trip a closed circuit */
+  /* one 5xx or 429 neither counts towards nor trips a closed circuit (5xx: see below) */
   attempt(d, &c, 100, BO_SERVER);
   attempt(d, &c, 100, BO_RATE_LIMITED);
   assert_int_equal(d->local, BRK_CLOSED);
   assert_int_equal(attempt(d, &c, 100, BO_CONNECT_FAIL), 1);
+}
+
+/* A provider answering 5xx to everything is as dead as a refused port: local_trip_failures
+ * + 2 BO_SERVER in a row open the local circuit; a success in between restarts the run, and
+ * connect errors keep their shorter run. */
+static void test_server_run_trips(void **unused) {
+  (void)unused;
+  dep_state *d = breaker_get("5xx");
+  uint64_t t = 5000;
+  for (int i = 0; i < 4; i++) assert_int_equal(attempt(d, &defaults, t, BO_SERVER), 0);
+  attempt(d, &defaults, t, BO_SUCCESS); /* 30 % random 500s: runs are broken by successes */
+  for (int i = 0; i < 4; i++) assert_int_equal(attempt(d, &defaults, t, BO_SERVER), 0);
+  attempt(d, &defaults, t, BO_RATE_LIMITED); /* a 429 or a client error neither breaks nor extends it */
+  d->cooldown_until_ms = 0;
+  attempt(d, &defaults, t, BO_NEUTRAL);
+  assert_int_equal(d->local, BRK_CLOSED);
+  assert_int_equal(attempt(d, &defaults, t, BO_SERVER), 1); /* the fifth in a row */
+  assert_int_equal(d->local, BRK_OPEN);
+  assert_int_equal(d->open_ms, 1000);
+  assert_int_equal(d->consecutive_server, 0);
+  assert_int_equal(breaker_admit(d, t + 999, NULL), BR_LOCAL_OPEN);
+  /* the half-open trial decides as before: a 5xx re-opens for twice as long */
+  assert_int_equal(attempt(d, &defaults, t + 1000, BO_SERVER), 1);
+  assert_int_equal(d->open_ms, 2000);
+  assert_int_equal(attempt(d, &defaults, t + 3000, BO_SUCCESS), 0);
+  assert_int_equal(d->local, BRK_CLOSED);
+  /* configured: local_trip_failures 1 → 3 server errors */
+  brk_config c = {.local_trip_failures = 1};
+  assert_int_equal(attempt(d, &c, t + 4000, BO_SERVER), 0);
+  assert_int_equal(attempt(d, &c, t + 4000, BO_SERVER), 0);
+  assert_int_equal(attempt(d, &c, t + 4000, BO_SERVER), 1);
+  /* a huge configured run does not wrap around to a trip on the first 5xx */
+  brk_config huge = {.local_trip_failures = UINT32_MAX};
+  dep_state *e = breaker_get("5xx-huge");
+  for (int i = 0; i < 10; i++) assert_int_equal(attempt(e, &huge, t, BO_SERVER), 0);
 }
 
 static void test_open_cap(void **unused) {
@@ -262,6 +298,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_get_is_stable, teardown),
       cmocka_unit_test_teardown(test_local_trip_and_trial, teardown),
       cmocka_unit_test_teardown(test_success_resets_count, teardown),
+      cmocka_unit_test_teardown(test_server_run_trips, teardown),
       cmocka_unit_test_teardown(test_open_cap, teardown),
       cmocka_unit_test_teardown(test_server_fails_trial, teardown),
       cmocka_unit_test_teardown(test_rate_limit_cooldown, teardown),

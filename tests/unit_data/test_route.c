@@ -280,10 +280,52 @@ static void test_shuffle_control_weight(void **unused) {
   assert_in_range(counts[a], 3600, 4400);
   st_of(s, "a")->ctl_weight_milli = 1000;
   st_of(s, "a")->ctl_state = LLMESH__CIRCUIT_STATE__CIRCUIT_HALF_OPEN;
-  st_of(s, "a")->ctl_probe_share_milli = 100; /* 100 : 1000 → 9.1 % */
+  st_of(s, "a")->ctl_probe_share_milli = 100; /* 10 % of its 50 % → 5 % */
   memset(counts, 0, sizeof counts);
   first_picks(s, 0, &rng, 20000, counts);
-  assert_in_range(counts[a], 1500, 2150);
+  assert_in_range(counts[a], 850, 1150);
+  snapshot_unref(s);
+}
+
+/* Half-open admission is a per-pick draw, not a weight: when every deployment is
+ * half-open, each still gets only its probe share, and the rest of the picks find nothing
+ * (refused as control_open) instead of sending everything to the half-open ones. */
+static void test_half_open_probe_share(void **unused) {
+  (void)unused;
+  const char *deps[] = {"a,g,openai,1", "b,g,groq,1"};
+  snapshot *s = make(deps, 2, NULL, NULL, 0, 0);
+  uint64_t seed = 17;
+  route_rng rng = {splitmix, &seed};
+  int counts[2] = {0}, none = 0, refused = 0;
+  for (int i = 0; i < 2; i++) {
+    s->deps[i].st->ctl_state = LLMESH__CIRCUIT_STATE__CIRCUIT_HALF_OPEN;
+    s->deps[i].st->ctl_probe_share_milli = 100;
+  }
+  for (int i = 0; i < 20000; i++) {
+    route_state rs;
+    route_init(&rs, s, 0);
+    int d = route_pick(&rs, s, &rng, T0);
+    if (d < 0) {
+      none++;
+      refused += rs.refused[BR_CONTROL_OPEN];
+      assert_int_equal(rs.probe_held, rs.refused[BR_CONTROL_OPEN]);
+      assert_int_equal(rs.soonest_ms, 0); /* no known reopen time */
+    } else {
+      counts[d]++;
+    }
+  }
+  /* each: 10 % × (90 % alone + 10 % × half of both) = 9.5 %; nothing: 81 % */
+  assert_in_range(counts[0], 1650, 2150);
+  assert_in_range(counts[1], 1650, 2150);
+  assert_in_range(none, 15800, 16600);
+  assert_int_equal(refused, 2 * none);
+  /* a full share (or a closed circuit) is never held back */
+  st_of(s, "a")->ctl_probe_share_milli = 1000;
+  st_of(s, "b")->ctl_state = LLMESH__CIRCUIT_STATE__CIRCUIT_CLOSED;
+  memset(counts, 0, sizeof counts);
+  first_picks(s, 0, &rng, 2000, counts);
+  assert_int_equal(counts[0] + counts[1], 2000);
+  assert_in_range(counts[0], 850, 1150);
   snapshot_unref(s);
 }
 
@@ -526,6 +568,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_refusals, teardown),
       cmocka_unit_test_teardown(test_tiers, teardown),
       cmocka_unit_test_teardown(test_shuffle_control_weight, teardown),
+      cmocka_unit_test_teardown(test_half_open_probe_share, teardown),
       cmocka_unit_test_teardown(test_power_of_two, teardown),
       cmocka_unit_test_teardown(test_latency_strategy, teardown),
       cmocka_unit_test_teardown(test_least_busy, teardown),
