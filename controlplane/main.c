@@ -298,7 +298,7 @@ static void control_log_event(const control_dep *cd, int ev, uint64_t now) {
   const char *event = events[b->state];
   if (b->state == CBRK_OPEN)
     LOG_WARN(NULL, event, LF_S("deployment", b->name), LF_S("reason", b->reason), LF_I("open_ms", b->open_ms),
-             LF_I("level", b->level), LF_I("window_ok", s.ok30), LF_I("window_failed", s.fail30));
+             LF_I("trip_level", b->level), LF_I("window_ok", s.ok30), LF_I("window_failed", s.fail30));
   else
     LOG_INFO(NULL, event, LF_S("deployment", b->name), LF_S("reason", b->reason),
              LF_I("weight_milli", b->weight_milli));
