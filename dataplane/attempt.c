@@ -19,6 +19,7 @@
 #include "curl_uv.h"
 #include "egress.h"
 #include "gcp_auth.h"
+#include "hedge.h"
 #include "log.h"
 #include "ratelimit.h"
 #include "server.h"
@@ -36,6 +37,7 @@ static void attempt_next(chat *c, const snap_dep *from, const char *reason);
 static void attempt_failed(chat *c, enum metrics_class cls, const char *reason);
 static void ms_give_up(chat *c);
 static void ms_died(chat *c, int why);
+static void on_done(CURL *e, CURLcode res, cu_owner *o);
 
 uint64_t attempt_chats_in_flight(void) { return chats_in_flight; }
 
@@ -100,7 +102,10 @@ static void brk_end(chat *c, brk_outcome o) {
              LF_I("consecutive_failures", fails), LF_I("open_ms", st->open_ms));
   if (was == BRK_HALF_OPEN && st->local == BRK_CLOSED)
     LOG_INFO(c->rid, "circuit_closed", LF_S("deployment", d->name), LF_S("circuit_level", "local"));
-  if (o == BO_SUCCESS && c->committed && c->ttft_ms > 0) breaker_ttft(st, c->ttft_ms);
+  if (o == BO_SUCCESS && c->committed && c->ttft_ms > 0) {
+    breaker_ttft(st, c->ttft_ms);
+    hedge_note_ttft(d->stats);
+  }
   if (o == BO_RATE_LIMITED) {
     uint64_t left = st->cooldown_until_ms > now ? st->cooldown_until_ms - now : 0;
     if (!c->soonest_reset_ms || (left && left < c->soonest_reset_ms)) c->soonest_reset_ms = left;
@@ -144,8 +149,9 @@ static void adapter_clear(chat *c) {
   c->ps_ops = NULL;
 }
 
-static void on_chat_closed(uv_handle_t *h) {
-  chat *c = container_of((uv_timer_t *)h, chat, timer);
+/* One of the chat's uv handles is closed: the chat is freed with the last. */
+static void chat_closed_one(chat *c) {
+  if (--c->handles_open > 0) return;
   adapter_clear(c);
   buf_free(&c->out);
   buf_free(&c->canon);
@@ -164,6 +170,13 @@ static void on_chat_closed(uv_handle_t *h) {
   chats_in_flight--;
 }
 
+static void on_chat_closed(uv_handle_t *h) {
+  chat_closed_one(container_of((uv_timer_t *)h, chat, timer));
+}
+static void on_hedge_closed(uv_handle_t *h) {
+  chat_closed_one(container_of((uv_timer_t *)h, chat, hedge_timer));
+}
+
 /* Stops the current transfer if any (never from inside a curl callback). */
 static void release_easy(chat *c) {
   if (!c->easy) return;
@@ -175,11 +188,17 @@ static void release_easy(chat *c) {
 }
 
 static void chat_free(chat *c) {
+  if (c->peer) { /* never expected: a racing peer must not outlive the client request */
+    chat *p = c->peer;
+    c->peer = p->peer = NULL;
+    attempt_hedge_cancel(p);
+  }
   if (c->brk_open) brk_end(c, BO_NEUTRAL);
   gcp_auth_cancel(&c->gw);
   release_easy(c);
   uv_timer_stop(&c->timer);
   uv_close((uv_handle_t *)&c->timer, on_chat_closed);
+  hedge_close(c, on_hedge_closed);
 }
 
 static void chat_set_dep_headers(chat *c) {
@@ -191,6 +210,7 @@ static void chat_set_dep_headers(chat *c) {
 /* Whole response to the client; the chat is finished afterwards (unless a transfer
  * is still running, which never happens here). */
 static void chat_respond(chat *c, int status, const char *ctype, const char *body, size_t len) {
+  hedge_claim(c); /* the first answer of a race is the client's */
   hs_header h[2] = {{"x-llmesh-deployment", c->hdr_deployment}, {"x-llmesh-attempts", c->hdr_attempts}};
   int nh = c->attempts ? 2 : 0;
   buf_t tr = {0};
@@ -208,6 +228,7 @@ static void chat_respond(chat *c, int status, const char *ctype, const char *bod
 }
 
 static void chat_error(chat *c, int status, const char *type, const char *code, const char *msg) {
+  hedge_claim(c);
   char ra[16];
   snprintf(ra, sizeof ra, "%u", c->retry_after_s ? c->retry_after_s : 1u);
   hs_header h[3] = {{"x-llmesh-deployment", c->hdr_deployment},
@@ -249,6 +270,8 @@ static size_t on_header(char *b, size_t size, size_t n, void *ud) {
     const snap_dep *d = &c->snap->deps[c->dep];
     c->hdr_latency_ms = (double)(util_now_us() - c->attempt_start_us) / 1000.0;
     hist_add(&d->stats->latency, c->hdr_latency_ms);
+    if (!c->ri.stream && c->status >= 200 && c->status < 300)
+      hedge_note_headers(d->stats, c->hdr_latency_ms);
     if (d->ops && c->status >= 100) { /* adapter: read the error body, classify in on_done */
       c->err_body = c->status < 200 || c->status >= 300;
       return len;
@@ -576,6 +599,7 @@ static int attempt_start(chat *c, int dep) {
   d->stats->requests++;
   brk_start(c, dep);
   if (ms) uv_timer_start(&c->timer, on_deadline, ms, 0);
+  hedge_arm(c);
   LOG_DEBUG(c->rid, "attempt", LF_S("deployment", d->name), LF_I("attempt", c->attempts));
   return 0;
 }
@@ -588,9 +612,132 @@ static void note_failure(chat *c, const snap_dep *d, const char *reason) {
   if (w > 0) c->failures_len += (size_t)w < room ? (size_t)w : room - 1;
 }
 
+/* ---- hedging (hedge.h): the race's exits that need the attempt machinery ------------ */
+
+/* The retry_ok route.c recorded for dep's last try in st (0 when not tried). */
+static int route_retry_ok(const route_state *st, int dep) {
+  for (int k = st->ntried - 1; k >= 0; k--)
+    if (st->tried[k] == dep) return st->retry_ok[k];
+  return 0;
+}
+
+/* c failed (failed = 1: its failure is counted already) or ran out of options while its
+ * peer still runs: c ends quietly and the peer carries on alone, knowing what c's failure
+ * says about c's deployment (re-try rules, the final error's list). */
+static void hedge_quiet_end(chat *c, const char *reason, int failed) {
+  chat *s = hedge_detach(c, reason);
+  if (failed && c->dep >= 0) {
+    route_failed(&s->route, c->snap, c->dep, route_retry_ok(&c->route, c->dep));
+    s->n_failed++;
+    if (c->last_class == MC_RATE_LIMITED) s->n_rate_limited++;
+    if (c->last_class == MC_AUTH_ERROR) s->n_auth++;
+    s->last_class = c->last_class;
+    note_failure(s, &c->snap->deps[c->dep], reason);
+  }
+  c->req = NULL;
+  chat_free(c);
+}
+
+/* The request is over for p (lost, or the client left): the transfer stops from the loop. */
+static void on_hedge_cancel(uv_timer_t *t) {
+  chat *p = container_of(t, chat, timer);
+  release_easy(p); /* a uv callback: removing from the multi is allowed here */
+  chat_free(p);
+}
+
+void attempt_hedge_cancel(chat *p) {
+  p->hedge_lost = 1;
+  p->peer = NULL;
+  p->req = NULL; /* never writes to the client; its curl callbacks abort the transfer */
+  if (p->dep >= 0 && p->brk_open) p->snap->deps[p->dep].stats->errors[MC_CANCELLED]++;
+  brk_end(p, BO_NEUTRAL); /* a cancellation says nothing about the provider */
+  gcp_auth_cancel(&p->gw);
+  uv_timer_stop(&p->hedge_timer);
+  uv_timer_start(&p->timer, on_hedge_cancel, 0, 0); /* maybe inside a curl callback now */
+}
+
+/* A second chat for the same client request, as attempt_serve builds one, with what c
+ * has learnt so far (attempts, failures); it has no transfer yet. NULL on ENOMEM. */
+static chat *chat_clone(const chat *c) {
+  chat *h = calloc(1, sizeof *h);
+  if (!h) return NULL;
+  int own_canon = c->canon.data && c->body == c->canon.data;
+  if ((c->ais && !(h->ais = ai_stream_new(c->ri.model))) ||
+      (own_canon && buf_append(&h->canon, c->canon.data, c->canon.len))) {
+    if (h->ais) ai_stream_free(h->ais);
+    buf_free(&h->canon);
+    free(h);
+    return NULL;
+  }
+  chats_in_flight++;
+  h->req = c->req;
+  h->snap = snapshot_ref(c->snap);
+  memcpy(h->rid, c->rid, sizeof h->rid);
+  h->ri = c->ri;
+  h->body = own_canon ? h->canon.data : c->body;
+  h->body_len = c->body_len;
+  h->op = c->op;
+  h->egress = c->egress;
+  h->embed_b64 = c->embed_b64;
+  h->has_native = c->has_native;
+  h->native_ri = c->native_ri;
+  h->deadline_ms = c->deadline_ms;
+  h->attempts = c->attempts;
+  memcpy(h->failures, c->failures, sizeof h->failures);
+  h->failures_len = c->failures_len;
+  h->n_failed = c->n_failed;
+  h->n_rate_limited = c->n_rate_limited;
+  h->n_auth = c->n_auth;
+  h->n_unexpressible = c->n_unexpressible;
+  h->last_class = c->last_class;
+  h->skip_logged = c->skip_logged;
+  h->waited_retry_after = c->waited_retry_after;
+  h->is_hedge = h->hedged = 1;
+  h->dep = h->pending_dep = h->ms_from = -1;
+  h->cu.done = on_done;
+  sse_init(&h->sse);
+  uv_timer_init(multi.loop, &h->timer);
+  hedge_init(h, multi.loop);
+  h->handles_open = 2;
+  return h;
+}
+
+int attempt_hedge_start(chat *c, uint64_t after_ms) {
+  const char *from = c->snap->deps[c->dep].name;
+  route_state rs = c->route;
+  c->hedged = 1;
+  int dep = route_pick(&rs, c->snap, route_rng_default(), now_ms());
+  const snap_dep *d = dep >= 0 ? &c->snap->deps[dep] : NULL;
+  /* a re-try (backoff) or a token wait is no hedge */
+  if (!d || dep == c->dep || rs.backoff_ms || d->gcp || d->gcp_broken) {
+    LOG_DEBUG(c->rid, "hedge_skipped", LF_S("from", from),
+              LF_I("budget_refused", rs.budget_refused), LF_S("next", d ? d->name : NULL));
+    return -1;
+  }
+  chat *h = chat_clone(c);
+  if (!h) return -1;
+  h->route = rs;
+  if (attempt_start(h, dep) != 0) {
+    LOG_DEBUG(c->rid, "hedge_skipped", LF_S("from", from), LF_S("next", d->name));
+    h->req = NULL;
+    chat_free(h);
+    return -1;
+  }
+  c->route = rs; /* both know both deployments are taken */
+  c->peer = h;
+  h->peer = c;
+  c->attempts = h->attempts;
+  chat_set_dep_headers(c);
+  d->stats->hedges++;
+  LOG_INFO(c->rid, "hedge_started", LF_S("from", from), LF_S("to", d->name),
+           LF_I("after_ms", after_ms));
+  return 0;
+}
+
 /* The request's total deadline passed before anything reached the client: 504. */
 static void finish_deadline(chat *c) {
   char msg[1024];
+  if (c->peer) { hedge_quiet_end(c, "deadline", 0); return; } /* the peer answers */
   if (c->committed) { ms_give_up(c); return; } /* a continuation ran out of time */
   metrics_req_fail[MRF_REQUEST_TIMEOUT]++;
   LOG_WARN(c->rid, "request_timeout", LF_I("total_timeout_ms", snap_total_timeout_ms(c)),
@@ -613,6 +760,7 @@ static int refusals_total(const route_state *st) {
  * Only cooldowns: 429 (the client may come back at the soonest reset); else 503. */
 static void finish_refused(chat *c) {
   char msg[1024];
+  if (c->peer) { hedge_quiet_end(c, "no_deployment", 0); return; } /* the peer answers */
   if (c->committed) { ms_give_up(c); return; } /* nothing left to continue a stream on */
   const route_state *st = &c->route;
   int total = refusals_total(st);
@@ -640,6 +788,7 @@ static void finish_refused(chat *c) {
 /* Every attempt failed (or none could be made): the final OpenAI-shaped error. */
 static void finish_exhausted(chat *c) {
   char msg[1024];
+  if (c->peer) { hedge_quiet_end(c, "exhausted", 0); return; } /* the peer answers */
   if (c->committed) { ms_give_up(c); return; } /* nothing left to continue a stream on */
   const char *model = c->ri.model;
   if (c->n_budget_refused) { /* say why it stopped early: the retry budget, not the config */
@@ -835,6 +984,7 @@ static void attempt_failed(chat *c, enum metrics_class cls, const char *reason) 
   }
   c->last_class = cls;
   note_failure(c, d, reason);
+  if (c->peer) { hedge_quiet_end(c, reason, 1); return; } /* its peer carries on alone */
   if (time_left(c) == 0) {
     LOG_INFO(c->rid, "failover", LF_S("from", d->name), LF_S("reason", reason),
              LF_I("attempt", c->attempts), LF_S("next", NULL));
@@ -1393,6 +1543,8 @@ void attempt_serve(hs_request *req, snapshot *snap, const req_info *ri, const ch
   snprintf(c->rid, sizeof c->rid, "%s", rid);
   sse_init(&c->sse);
   uv_timer_init(multi.loop, &c->timer);
+  hedge_init(c, multi.loop);
+  c->handles_open = 2;
   req->user = c;
   route_init(&c->route, snap, group);
   attempt_next(c, NULL, NULL);
@@ -1401,6 +1553,11 @@ void attempt_serve(hs_request *req, snapshot *snap, const req_info *ri, const ch
 void attempt_on_abort(hs_request *req) {
   chat *c = req->user;
   if (!c) return;
+  if (c->peer) { /* a race nobody will win: the hedge goes too */
+    chat *p = c->peer;
+    hedge_detach(c, "client_gone");
+    attempt_hedge_cancel(p);
+  }
   if (c->dep >= 0 && (c->easy || c->committed)) c->snap->deps[c->dep].stats->errors[MC_CANCELLED]++;
   brk_end(c, BO_NEUTRAL); /* a cancellation says nothing about the provider */
   if (c->committed) metrics_active_streams--;

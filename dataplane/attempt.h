@@ -14,7 +14,10 @@
  * place). Others go through their adapter (providers/provider.h): the request is built
  * per attempt, a non-2xx error body is read (capped) and classified — retryable classes
  * fail over, the client's faults are answered OpenAI-shaped without the provider's body —
- * and answers are decoded into canonical form (whole, or chunk by chunk for streams). */
+ * and answers are decoded into canonical form (whole, or chunk by chunk for streams).
+ *
+ * In a group that hedges, a late first token starts a second chat for the same client
+ * request (hedge.h); the first of the two to write to the client wins, the other is cancelled. */
 #ifndef LLMESH_ATTEMPT_H
 #define LLMESH_ATTEMPT_H
 
@@ -192,6 +195,15 @@ typedef struct chat {
   req_info ms_ri;             /* its model span */
   char hdr_deployment[128];   /* x-llmesh-deployment value */
   char hdr_attempts[16];      /* x-llmesh-attempts value */
+  /* hedging (hedge.h): a second chat racing this one before the client has anything */
+  struct chat *peer;          /* the other chat of a running race, NULL = none */
+  int is_hedge;               /* this chat is the hedge its peer started */
+  int hedged;                 /* the request hedged already (at most once), or must not */
+  int hedge_lost;             /* lost the race: never writes to the client, being cancelled */
+  int hedge_arm_attempt;      /* c->attempts when hedge_timer was armed (a later attempt disarms) */
+  uint64_t hedge_arm_ms;      /* loop ms when hedge_timer was armed */
+  uv_timer_t hedge_timer;     /* fires when the current attempt's first token is late */
+  int handles_open;           /* uv handles (timer, hedge_timer) not yet closed: freed at 0 */
 } chat;
 
 /* Sets up the worker's curl multi on loop. Returns 0 or <0. */
@@ -217,5 +229,13 @@ uint64_t attempt_now_ms(void);
 void attempt_ms_spliced(chat *c);
 /* Counter class of an adapter's error class (failover accounting). */
 enum metrics_class attempt_error_class(prov_error e);
+
+/* For hedge.c: a hedge of c's current attempt on another admissible deployment (a retry-budget
+ * token; never c's own deployment); c and the hedge become peers. after_ms: how late c's
+ * first token was. Returns 0 started, <0 not (nothing changed but c->hedged). */
+int attempt_hedge_start(chat *c, uint64_t after_ms);
+/* For hedge.c: p lost its race (or the client left): it never writes to the client, its
+ * transfer is counted cancelled (BO_NEUTRAL) and stopped from the loop, then p is freed. */
+void attempt_hedge_cancel(chat *p);
 
 #endif

@@ -47,6 +47,9 @@ typedef struct metrics_dep {
   uint64_t backoffs;               /* re-tries onto it that waited a backoff first */
   uint64_t retry_after_waits;      /* requests that waited for its Retry-After in-line */
   uint64_t hedges;                 /* hedged attempts started on it */
+  double hedge_hdr_p95_ms;         /* running p95 estimate of time to 2xx headers, ms (hedge.h) */
+  uint32_t hedge_hdr_samples;      /* samples in it (saturates) */
+  uint32_t hedge_ttft_samples;     /* samples in its breaker's ttft_p95_ms (saturates) */
   uint64_t midstream_continued;    /* continuations on it that took over a dead stream */
   uint64_t midstream_failed;       /* continuations on it that failed before writing anything */
   hist_t latency;                  /* time to response headers, ms */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "egress.h"
+#include "hedge.h"
 #include "log.h"
 #include "server.h"
 
@@ -276,6 +277,7 @@ static int commit(chat *c) {
   hs_header h[] = {{"cache-control", "no-cache"},
                    {"x-llmesh-deployment", c->hdr_deployment},
                    {"x-llmesh-attempts", c->hdr_attempts}};
+  hedge_claim(c); /* the first stream of a race to commit is the client's */
   attempt_stream_committed(c); /* no failover from here on; the idle check starts */
   if (server_stream_begin(c->req, c->rid, 200, "text/event-stream", h, 3) < 0) return -1;
   c->committed = 1;
