@@ -309,6 +309,9 @@ void cfg_init(cfg_config *c) {
   c->router.probes_enabled = 1;
   c->router.probe_interval_ms = CFG_DEFAULT_PROBE_INTERVAL_MS;
   c->router.probe_timeout_ms = CFG_DEFAULT_PROBE_TIMEOUT_MS;
+  c->router.probe_max_tokens = CFG_DEFAULT_PROBE_MAX_TOKENS;
+  /* probe_prompt stays NULL: cfg_init cannot fail (and runs twice on the cfg_parse_file
+   * path); a parse or load fills in the default the way it does routing_strategy */
 }
 
 cfg_deployment *cfg_add_deployment(cfg_config *c) {
@@ -320,6 +323,7 @@ cfg_deployment *cfg_add_deployment(cfg_config *c) {
   d->weight = CFG_DEFAULT_WEIGHT;
   d->connect_timeout_ms = CFG_DEFAULT_CONNECT_TIMEOUT_MS;
   d->supports_prefill = -1;
+  d->health_check = 1;
   return d;
 }
 
@@ -408,6 +412,7 @@ void cfg_free(cfg_config *c) {
   free(c->warnings);
   free(c->router.routing_strategy);
   free(c->router.mid_stream_fallback);
+  free(c->router.probe_prompt);
   OPENSSL_cleanse(c, sizeof *c);
   memset(c, 0, sizeof *c);
 }
@@ -569,6 +574,7 @@ static int parse_model_info_key(cfg_parser *p, const char *key, yaml_node_t *v, 
   }
   if (!strcmp(key, "supports_assistant_prefill"))
     return is_null(v) ? 0 : get_bool(p, v, sub, &d->supports_prefill);
+  if (!strcmp(key, "health_check")) return is_null(v) ? 0 : get_bool(p, v, sub, &d->health_check);
   /* LiteLLM reads prices from either place; litellm_params wins (applied in parse_entry). */
   if (!strcmp(key, "input_cost_per_token")) {
     e->info_in_cost = 1;
@@ -974,13 +980,47 @@ static int parse_router(cfg_parser *p, yaml_node_t *n) {
 
 /* ------------------------------------------------------------------ other sections */
 
-/* general_settings other than master_key: LiteLLM's background health checks. */
+/* Whether s (n bytes) is well-formed UTF-8: no overlong forms, surrogates or code points
+ * past U+10FFFF (the probe body is JSON, and the adapters' parsers refuse anything else). */
+static int utf8_valid(const unsigned char *s, size_t n) {
+  for (size_t i = 0; i < n;) {
+    unsigned c = s[i], len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3
+                           : (c & 0xf8) == 0xf0 ? 4 : 0;
+    if (!len || i + len > n) return 0;
+    uint32_t cp = len == 1 ? c : c & (0x7fu >> len);
+    for (unsigned j = 1; j < len; j++) {
+      if ((s[i + j] & 0xc0) != 0x80) return 0;
+      cp = cp << 6 | (s[i + j] & 0x3fu);
+    }
+    static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+    i += len;
+  }
+  return 1;
+}
+
+/* health_check_prompt: sent to every provider every interval, so it is bounded. */
+static int get_probe_prompt(cfg_parser *p, yaml_node_t *n, const char *path, char **out) {
+  if (get_string(p, n, path, out) < 0) return -1;
+  size_t len = strlen(*out);
+  if (!len) return cfg_fail(p, n, path, "must not be empty");
+  if (len > CFG_PROBE_PROMPT_MAX)
+    return cfg_fail(p, n, path, "is %zu bytes, at most %u allowed", len, CFG_PROBE_PROMPT_MAX);
+  if (!utf8_valid((const unsigned char *)*out, len)) return cfg_fail(p, n, path, "must be valid UTF-8");
+  return 0;
+}
+
+/* general_settings other than master_key: LiteLLM's background health checks, and what
+ * llmesh's probe sends (health_check_prompt, health_check_max_tokens). */
 static int parse_general_key(cfg_parser *p, yaml_node_t *k, yaml_node_t *v, const char *sub) {
   cfg_router *r = &p->cfg->router;
   const char *key = scalar(k);
   if (!strcmp(key, "background_health_checks")) return get_bool(p, v, sub, &r->probes_enabled);
   if (!strcmp(key, "health_check_interval")) return get_seconds_ms(p, v, sub, 0, &r->probe_interval_ms);
   if (!strcmp(key, "health_check_timeout")) return get_seconds_ms(p, v, sub, 0, &r->probe_timeout_ms);
+  if (!strcmp(key, "health_check_prompt")) return get_probe_prompt(p, v, sub, &r->probe_prompt);
+  if (!strcmp(key, "health_check_max_tokens"))
+    return get_uint_range(p, v, sub, 1, CFG_PROBE_MAX_TOKENS_MAX, &r->probe_max_tokens);
   return cfg_warn(p, k, sub, "unknown key, ignored");
 }
 
@@ -1082,6 +1122,8 @@ static int parse_root(cfg_parser *p) {
     return cfg_fail(p, root, "router_settings", "out of memory");
   if (!p->cfg->router.mid_stream_fallback && !(p->cfg->router.mid_stream_fallback = strdup("continue")))
     return cfg_fail(p, root, "router_settings", "out of memory");
+  if (!p->cfg->router.probe_prompt && !(p->cfg->router.probe_prompt = strdup(CFG_DEFAULT_PROBE_PROMPT)))
+    return cfg_fail(p, root, "general_settings", "out of memory");
   return 0;
 }
 

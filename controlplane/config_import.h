@@ -49,6 +49,7 @@ typedef struct cfg_deployment {
   double input_cost_per_token; /* USD (litellm_params or model_info), 0 = unknown */
   double output_cost_per_token;/* USD, 0 = unknown */
   int supports_prefill;        /* model_info.supports_assistant_prefill; -1 = unset: infer from provider */
+  int health_check;            /* model_info.health_check: 1 = actively probed (default), 0 = never */
   int line;                    /* config line of the entry (0 when read from the db) */
 } cfg_deployment;
 
@@ -74,6 +75,10 @@ typedef struct cfg_group {
 #define CFG_DEFAULT_LOCAL_COOLDOWN_MS 1000u    /* first worker-local open period */
 #define CFG_DEFAULT_PROBE_INTERVAL_MS 30000u   /* health probe period per deployment */
 #define CFG_DEFAULT_PROBE_TIMEOUT_MS 10000u
+#define CFG_DEFAULT_PROBE_PROMPT "ping"       /* the probe's user message */
+#define CFG_DEFAULT_PROBE_MAX_TOKENS 1u       /* the probe's max_tokens: as cheap as it gets */
+#define CFG_PROBE_PROMPT_MAX 4096u            /* bytes of health_check_prompt */
+#define CFG_PROBE_MAX_TOKENS_MAX 4096u        /* largest health_check_max_tokens */
 
 typedef struct cfg_router {
   uint32_t num_retries;   /* extra attempts within a group after the first */
@@ -93,6 +98,10 @@ typedef struct cfg_router {
   int probes_enabled;             /* general_settings.background_health_checks (default true) */
   uint32_t probe_interval_ms;     /* general_settings.health_check_interval (s) */
   uint32_t probe_timeout_ms;      /* general_settings.health_check_timeout (s) */
+  char *probe_prompt;             /* general_settings.health_check_prompt: the probe's user message
+                                   * (non-empty UTF-8, <= CFG_PROBE_PROMPT_MAX bytes); NULL only
+                                   * between cfg_init and the end of a parse or load = the default */
+  uint32_t probe_max_tokens;      /* general_settings.health_check_max_tokens, 1..CFG_PROBE_MAX_TOKENS_MAX */
 } cfg_router;
 
 typedef struct cfg_warning {

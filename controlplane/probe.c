@@ -10,12 +10,11 @@
 #include "provider.h"
 #include "util.h"
 
-#define PROBE_PROMPT "ping"
-
 typedef struct probe_target {
   probe_set *ps;              /* owner */
   size_t idx;                 /* deployment index in the config */
   const cfg_deployment *d;    /* borrowed from the config */
+  const cfg_router *r;        /* the probe request's prompt and max_tokens (borrowed) */
   int skip;                   /* cannot be probed (logged once) */
   int paused;                 /* drained: no probes */
   uv_timer_t timer;           /* next probe */
@@ -127,22 +126,35 @@ static size_t probe_on_body(char *p, size_t size, size_t n, void *ud) {
   return len; /* the rest is read and dropped: the status is what matters */
 }
 
-/* Vertex needs an OAuth access token minted from the service account, which only the
- * worker does; without one the probe could only ever fail. */
+/* Why d is never probed, or NULL. model_info.health_check: false is for deployments where
+ * a probe costs money or is not allowed. Vertex needs an OAuth access token minted from
+ * the service account, which only the worker does; without one the probe could only fail. */
 static const char *probe_skip_reason(const cfg_deployment *d) {
   const provider_ops *ops = provider_find(d->provider);
+  if (!d->health_check) return "disabled in config";
   if (ops == &prov_vertex) return "vertex_ai needs an OAuth access token (minted by workers only)";
   if (!d->api_base || !d->api_base[0]) return "no api_base";
   return NULL;
 }
 
-/* canonical "ping" → the deployment's own request. */
+/* The canonical probe: one user message (health_check_prompt) and max_tokens
+ * (health_check_max_tokens). */
+static int probe_canon(const probe_target *t, buf_t *canon) {
+  const char *prompt = t->r->probe_prompt ? t->r->probe_prompt : CFG_DEFAULT_PROBE_PROMPT;
+  uint32_t max_tokens = t->r->probe_max_tokens ? t->r->probe_max_tokens : CFG_DEFAULT_PROBE_MAX_TOKENS;
+  int rv = BUF_LIT(canon, "{\"model\":");
+  if (!rv) rv = buf_json_quote(canon, t->d->upstream_model, strlen(t->d->upstream_model));
+  if (!rv) rv = BUF_LIT(canon, ",\"messages\":[{\"role\":\"user\",\"content\":");
+  if (!rv) rv = buf_json_quote(canon, prompt, strlen(prompt));
+  if (!rv) rv = buf_printf(canon, "}],\"max_tokens\":%u}", max_tokens);
+  return rv;
+}
+
+/* canonical probe → the deployment's own request. */
 static int probe_build(probe_target *t, char *err, size_t errlen) {
   const cfg_deployment *d = t->d;
   buf_t canon = {0};
-  int rv = BUF_LIT(&canon, "{\"model\":");
-  if (!rv) rv = buf_json_quote(&canon, d->upstream_model, strlen(d->upstream_model));
-  if (!rv) rv = BUF_LIT(&canon, ",\"messages\":[{\"role\":\"user\",\"content\":\"" PROBE_PROMPT "\"}],\"max_tokens\":1}");
+  int rv = probe_canon(t, &canon);
   const provider_ops *ops = provider_find(d->provider);
   if (!rv && ops) {
     prov_target pt = {.api_base = d->api_base, .api_key = d->api_key, .upstream_model = d->upstream_model,
@@ -351,6 +363,7 @@ int probe_start(probe_set **out, uv_loop_t *loop, const cfg_config *c, uint32_t 
     t->ps = ps;
     t->idx = i;
     t->d = &c->deployments[i];
+    t->r = &c->router;
     uv_timer_init(loop, &t->timer);
     t->timer.data = t;
     ps->open_handles++;

@@ -1,7 +1,9 @@
-/* probe.h — active health probes: one minimal chat completion per deployment every
+/* probe.h — active health probes: one small chat completion per deployment every
  * probe_interval_ms (±10 % jitter, first ones staggered over the second half of an
- * interval), built through the provider adapter ("ping", max_tokens 1) or, for the
- * OpenAI family, POSTed to api_base + "/chat/completions" with a Bearer key.
+ * interval), built through the provider adapter or, for the OpenAI family, POSTed to
+ * api_base + "/chat/completions" with a Bearer key. The request is one user message,
+ * cfg_router.probe_prompt ("ping"), with max_tokens cfg_router.probe_max_tokens (1).
+ * Deployments with model_info.health_check: false are never probed.
  *
  * libcurl multi driven by the control plane's own libuv loop (the pattern of
  * dataplane/curl_uv.c): nothing ever blocks the loop. Results arrive through the done
@@ -38,7 +40,8 @@ typedef struct probe_set probe_set;
 typedef void (*probe_done_cb)(size_t idx, const probe_status *st, void *ud);
 
 /* Starts probing every deployment of c (borrowed; must outlive the set) that can be
- * probed; the others are logged once (probe_skipped) and never probed. interval_ms /
+ * probed; the others (health_check off, Vertex, no api_base) are logged once
+ * (probe_skipped with the reason) and never probed. interval_ms /
  * timeout_ms: 0 = CFG_DEFAULT_PROBE_*. Returns 0 or -1. */
 int probe_start(probe_set **out, uv_loop_t *loop, const cfg_config *c, uint32_t interval_ms,
                 uint32_t timeout_ms, probe_done_cb cb, void *ud);

@@ -112,6 +112,9 @@ static const char *const store_migrations[STORE_SCHEMA_VERSION] = {
     "ALTER TABLE group_fallbacks ADD COLUMN kind TEXT NOT NULL DEFAULT 'general';" /* general | context_window | content_policy */
     "ALTER TABLE router_settings ADD COLUMN tunables TEXT NOT NULL DEFAULT '{}';", /* JSON object of the
                                                                          * cfg_router numbers added in v4 */
+    /* 5: model_info.health_check — 0 = never probed (a probe costs money or is not allowed).
+     * The probe's prompt and max_tokens live in router_settings.tunables. */
+    "ALTER TABLE deployments ADD COLUMN health_check INTEGER NOT NULL DEFAULT 1;",
 };
 
 /* Encrypted columns added by migration 2, in column order, with their AAD tag. */
@@ -126,21 +129,26 @@ static char **store_secret_field(cfg_deployment *d, int i) {
 }
 
 /* Numbers of cfg_router kept in router_settings.tunables (migration 4): one JSON object,
- * so a new tunable needs no migration. A key missing from the object keeps its default. */
+ * so a new tunable needs no migration. A key missing from the object keeps its default;
+ * a value outside [min, max] is corruption. */
+#define STORE_T(f) offsetof(cfg_router, f), 0, UINT32_MAX
 static const struct {
   const char *key; /* JSON key */
   size_t off;      /* uint32_t field of cfg_router */
+  uint32_t min;    /* smallest value accepted on load */
+  uint32_t max;    /* largest value accepted on load */
 } store_tunables[] = {
-    {"retry_backoff_ms", offsetof(cfg_router, retry_backoff_ms)},
-    {"retry_backoff_max_ms", offsetof(cfg_router, retry_backoff_max_ms)},
-    {"retry_budget_percent", offsetof(cfg_router, retry_budget_percent)},
-    {"retry_budget_min_per_s", offsetof(cfg_router, retry_budget_min_per_s)},
-    {"total_timeout_ms", offsetof(cfg_router, total_timeout_ms)},
-    {"max_retry_after_ms", offsetof(cfg_router, max_retry_after_ms)},
-    {"local_trip_failures", offsetof(cfg_router, local_trip_failures)},
-    {"local_cooldown_ms", offsetof(cfg_router, local_cooldown_ms)},
-    {"probe_interval_ms", offsetof(cfg_router, probe_interval_ms)},
-    {"probe_timeout_ms", offsetof(cfg_router, probe_timeout_ms)},
+    {"retry_backoff_ms", STORE_T(retry_backoff_ms)},
+    {"retry_backoff_max_ms", STORE_T(retry_backoff_max_ms)},
+    {"retry_budget_percent", STORE_T(retry_budget_percent)},
+    {"retry_budget_min_per_s", STORE_T(retry_budget_min_per_s)},
+    {"total_timeout_ms", STORE_T(total_timeout_ms)},
+    {"max_retry_after_ms", STORE_T(max_retry_after_ms)},
+    {"local_trip_failures", STORE_T(local_trip_failures)},
+    {"local_cooldown_ms", STORE_T(local_cooldown_ms)},
+    {"probe_interval_ms", STORE_T(probe_interval_ms)},
+    {"probe_timeout_ms", STORE_T(probe_timeout_ms)},
+    {"probe_max_tokens", offsetof(cfg_router, probe_max_tokens), 1, CFG_PROBE_MAX_TOKENS_MAX},
 };
 #define STORE_NTUNABLES (sizeof store_tunables / sizeof store_tunables[0])
 
@@ -303,6 +311,7 @@ static void canon_router(buf_t *b, const cfg_router *r) {
   for (size_t i = 0; i < STORE_NTUNABLES; i++) canon_u32(b, *store_tunable((cfg_router *)r, i));
   canon_int(b, r->probes_enabled);
   canon_opt(b, r->mid_stream_fallback);
+  canon_str(b, r->probe_prompt ? r->probe_prompt : CFG_DEFAULT_PROBE_PROMPT); /* NULL = the default */
 }
 
 static void canon_group(buf_t *b, const cfg_group *g) {
@@ -318,8 +327,9 @@ static void canon_group(buf_t *b, const cfg_group *g) {
 /* Canonical, unambiguous (length-prefixed) text of everything a snapshot carries. */
 static int store_content_hmac(const keys_t *k, const cfg_config *c, uint8_t out[32]) {
   buf_t b = {0};
-  /* v2: routing config of issue 5; the first import after an upgrade bumps the version once */
-  buf_printf(&b, "llmesh-config-v2;");
+  /* v2: routing config of issue 5; v3: probe request and per-deployment health_check. The
+   * first import after an upgrade bumps the version once. */
+  buf_printf(&b, "llmesh-config-v3;");
   canon_router(&b, &c->router);
   canon_u32(&b, (uint32_t)c->has_master_key);
   if (c->has_master_key) buf_append(&b, c->master_key_sha256, 32);
@@ -350,6 +360,7 @@ static int store_content_hmac(const keys_t *k, const cfg_config *c, uint8_t out[
     canon_f64(&b, d->input_cost_per_token);
     canon_f64(&b, d->output_cost_per_token);
     canon_int(&b, d->supports_prefill);
+    canon_int(&b, d->health_check);
   }
   int rv = b.data ? keys_hmac(k, b.data, b.len, out) : -ENOMEM;
   if (b.data) OPENSSL_cleanse(b.data, b.cap);
@@ -386,6 +397,9 @@ static char *store_tunables_json(const cfg_router *r) {
   if (!bad) bad = json_object_set_new(o, "probes_enabled", json_boolean(r->probes_enabled));
   if (!bad && r->mid_stream_fallback)
     bad = json_object_set_new(o, "mid_stream_fallback", json_string(r->mid_stream_fallback));
+  if (!bad)
+    bad = json_object_set_new(o, "probe_prompt",
+                              json_string(r->probe_prompt ? r->probe_prompt : CFG_DEFAULT_PROBE_PROMPT));
   char *text = bad ? NULL : json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
   json_decref(o);
   return text;
@@ -515,6 +529,7 @@ static int store_put_deployment(store_t *s, sqlite3_stmt *st, const keys_t *k,
   sqlite3_bind_double(st, 23, d->input_cost_per_token);
   sqlite3_bind_double(st, 24, d->output_cost_per_token);
   sqlite3_bind_int64(st, 25, d->supports_prefill);
+  sqlite3_bind_int64(st, 26, d->health_check != 0);
   int rc = rv == 0 ? sqlite3_step(st) : SQLITE_ERROR;
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
@@ -534,8 +549,9 @@ static int store_put_deployments(store_t *s, const keys_t *k, const cfg_config *
                        " api_base, api_key_enc, api_version, weight, timeout_ms, stream_timeout_ms,"
                        " connect_timeout_ms, rpm, tpm, aws_access_key_id_enc, aws_secret_access_key_enc,"
                        " aws_session_token_enc, aws_region, gcp_project, gcp_location, gcp_credentials_enc,"
-                       " priority_order, input_cost_per_token, output_cost_per_token, supports_prefill)"
-                       " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &st, err, errlen) < 0)
+                       " priority_order, input_cost_per_token, output_cost_per_token, supports_prefill,"
+                       " health_check) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    &st, err, errlen) < 0)
     return -1;
   int rv = 0;
   for (size_t i = 0; i < c->ndeployments && rv == 0; i++)
@@ -601,6 +617,18 @@ static char *col_dup(sqlite3_stmt *st, int i) {
   return strdup(t ? (const char *)t : "");
 }
 
+/* probe_prompt from tunables: absent = the default; else what a parse accepts (a
+ * non-empty string of at most CFG_PROBE_PROMPT_MAX bytes; jansson has checked UTF-8). */
+static int store_read_probe_prompt(cfg_router *r, json_t *v) {
+  const char *p = CFG_DEFAULT_PROBE_PROMPT;
+  if (v) {
+    size_t n = json_is_string(v) ? json_string_length(v) : 0;
+    if (!n || n > CFG_PROBE_PROMPT_MAX || strlen(json_string_value(v)) != n) return -1; /* no NUL inside */
+    p = json_string_value(v);
+  }
+  return (r->probe_prompt = strdup(p)) ? 0 : -1;
+}
+
 /* Fills r from the tunables JSON; absent keys keep cfg_init's defaults (a v3 database
  * migrated forward holds '{}'). A value of the wrong type or range is corruption: -1. */
 static int store_read_tunables(cfg_router *r, const char *text) {
@@ -609,7 +637,7 @@ static int store_read_tunables(cfg_router *r, const char *text) {
   for (size_t i = 0; rv == 0 && i < STORE_NTUNABLES; i++) {
     if (!(v = json_object_get(o, store_tunables[i].key))) continue;
     json_int_t x = json_is_integer(v) ? json_integer_value(v) : -1;
-    if (x < 0 || x > (json_int_t)UINT32_MAX) rv = -1;
+    if (x < (json_int_t)store_tunables[i].min || x > (json_int_t)store_tunables[i].max) rv = -1;
     else *store_tunable(r, i) = (uint32_t)x;
   }
   if (rv == 0 && (v = json_object_get(o, "probes_enabled"))) {
@@ -622,6 +650,7 @@ static int store_read_tunables(cfg_router *r, const char *text) {
     else rv = -1;
   }
   if (rv == 0 && !(r->mid_stream_fallback = strdup(msf))) rv = -1;
+  if (rv == 0) rv = store_read_probe_prompt(r, json_object_get(o, "probe_prompt"));
   json_decref(o);
   return rv;
 }
@@ -726,6 +755,7 @@ static int store_get_deployment(store_t *s, sqlite3_stmt *st, const keys_t *k, c
   d->input_cost_per_token = sqlite3_column_double(st, 21);
   d->output_cost_per_token = sqlite3_column_double(st, 22);
   d->supports_prefill = sqlite3_column_int(st, 23);
+  d->health_check = sqlite3_column_int(st, 24) != 0;
   if (!d->name || !d->model_group || !d->provider || !d->upstream_model || !d->api_base || !d->api_version ||
       !d->aws_region || !d->gcp_project || !d->gcp_location)
     return store_fail(s, err, errlen, "out of memory");
@@ -769,8 +799,8 @@ static int store_get_deployments(store_t *s, const keys_t *k, cfg_config *c, cha
                        " api_version, weight, timeout_ms, stream_timeout_ms, connect_timeout_ms, rpm, tpm,"
                        " aws_access_key_id_enc, aws_secret_access_key_enc, aws_session_token_enc,"
                        " aws_region, gcp_project, gcp_location, gcp_credentials_enc,"
-                       " priority_order, input_cost_per_token, output_cost_per_token, supports_prefill"
-                       " FROM deployments ORDER BY position", &st, err, errlen) < 0)
+                       " priority_order, input_cost_per_token, output_cost_per_token, supports_prefill,"
+                       " health_check FROM deployments ORDER BY position", &st, err, errlen) < 0)
     return -1;
   int rc, rv = 0;
   while (rv == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) rv = store_get_deployment(s, st, k, c, err, errlen);

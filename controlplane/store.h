@@ -14,7 +14,7 @@
 #include "config_import.h"
 #include "keys.h"
 
-#define STORE_SCHEMA_VERSION 4 /* newest migration this code knows */
+#define STORE_SCHEMA_VERSION 5 /* newest migration this code knows */
 
 typedef struct store store_t;
 

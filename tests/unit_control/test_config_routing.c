@@ -1,7 +1,8 @@
 /* test_config_routing.c — the routing keys of issue 5: priority tiers, prices, prefill,
  * strategies, fallbacks by error kind (router_settings and litellm_settings), retry /
- * timeout / breaker tunables, per-group settings and health checks. Every key: a valid
- * value, its default, and each invalid case with its FILE:LINE message. */
+ * timeout / breaker tunables, per-group settings and health checks (interval, timeout,
+ * the probe's prompt and max_tokens, model_info.health_check). Every key: a valid value,
+ * its default, and each invalid case with its FILE:LINE message. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -178,8 +179,11 @@ static void test_routing_defaults(void **state) {
   /* the macros are the documented numbers */
   assert_int_equal(r->probe_interval_ms, 30000);
   assert_int_equal(r->probe_timeout_ms, 10000);
+  assert_string_equal(r->probe_prompt, "ping");
+  assert_int_equal(r->probe_max_tokens, 1);
   for (size_t i = 0; i < c.ndeployments; i++) {
     const cfg_deployment *d = &c.deployments[i];
+    assert_int_equal(d->health_check, 1);
     assert_int_equal(d->order, 0);
     assert_true(d->input_cost_per_token == 0 && d->output_cost_per_token == 0);
     assert_int_equal(d->supports_prefill, -1);
@@ -200,8 +204,11 @@ static void test_routing_defaults(void **state) {
   assert_int_equal(c.router.local_trip_failures, CFG_DEFAULT_LOCAL_TRIP_FAILURES);
   assert_true(c.router.probes_enabled);
   assert_int_equal(c.router.probe_timeout_ms, CFG_DEFAULT_PROBE_TIMEOUT_MS);
+  assert_int_equal(c.router.probe_max_tokens, CFG_DEFAULT_PROBE_MAX_TOKENS);
+  assert_null(c.router.probe_prompt); /* = the default until a parse or load fills it */
   cfg_deployment *d = cfg_add_deployment(&c);
   assert_int_equal(d->supports_prefill, -1);
+  assert_int_equal(d->health_check, 1);
   d->name = strdup("n"); /* cfg_free frees what is set */
   cfg_free(&c);
 }
@@ -347,12 +354,83 @@ static void test_health_check_keys(void **state) {
   cfg_free(&c);
 }
 
+static void test_probe_request_keys(void **state) {
+  cfg_config c;
+  assert_int_equal(parse("model_list:\n"
+                         "  - model_name: a\n    litellm_params: {model: x}\n"
+                         "    model_info: {health_check: false}\n"
+                         "  - model_name: a\n    litellm_params: {model: y}\n"
+                         "    model_info: {health_check: yes}\n"
+                         "  - model_name: b\n    litellm_params: {model: z}\n"
+                         "    model_info: {health_check: ~}\n"
+                         "general_settings:\n"
+                         "  health_check_prompt: \"are you there? \\\"quoted\\\"\\nsecond line\"\n"
+                         "  health_check_max_tokens: 2\n", &c), 0);
+  assert_int_equal(c.nwarnings, 0);
+  assert_string_equal(c.router.probe_prompt, "are you there? \"quoted\"\nsecond line");
+  assert_int_equal(c.router.probe_max_tokens, 2);
+  assert_int_equal(dep(&c, "a-1")->health_check, 0);
+  assert_int_equal(dep(&c, "a-2")->health_check, 1);
+  assert_int_equal(dep(&c, "b-1")->health_check, 1); /* null = the default */
+  cfg_free(&c);
+
+  /* the bounds themselves are accepted; a prompt from the environment too */
+  static char yaml[8192];
+  char big[CFG_PROBE_PROMPT_MAX + 2];
+  memset(big, 'x', sizeof big);
+  big[CFG_PROBE_PROMPT_MAX] = '\0';
+  snprintf(yaml, sizeof yaml, BASE "general_settings:\n  health_check_prompt: %s\n"
+           "  health_check_max_tokens: 4096\n", big);
+  assert_int_equal(parse(yaml, &c), 0);
+  assert_int_equal(strlen(c.router.probe_prompt), CFG_PROBE_PROMPT_MAX);
+  assert_int_equal(c.router.probe_max_tokens, 4096);
+  cfg_free(&c);
+  setenv("LLMESH_TEST_PROBE_PROMPT", "Réponds « oui » ✓", 1);
+  assert_int_equal(parse(BASE "general_settings: {health_check_prompt: os.environ/LLMESH_TEST_PROBE_PROMPT,"
+                         " health_check_max_tokens: 1}\n", &c), 0);
+  assert_string_equal(c.router.probe_prompt, "Réponds « oui » ✓");
+  assert_int_equal(c.router.probe_max_tokens, 1);
+  cfg_free(&c);
+
+  /* errors, each at its line */
+  big[CFG_PROBE_PROMPT_MAX] = 'x';
+  big[CFG_PROBE_PROMPT_MAX + 1] = '\0';
+  snprintf(yaml, sizeof yaml, BASE "general_settings:\n  health_check_prompt: %s\n", big);
+  expect_error(yaml, 7, "general_settings.health_check_prompt: is 4097 bytes, at most 4096 allowed");
+  expect_tail_error("general_settings:\n  health_check_prompt: ''\n", 7,
+                    "general_settings.health_check_prompt: must not be empty");
+  expect_tail_error("general_settings:\n  health_check_prompt: [ping]\n", 7,
+                    "general_settings.health_check_prompt: must be a string");
+  static const char *const bad_utf8[] = {"\xff", "caf\xc3", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80"};
+  for (size_t i = 0; i < sizeof bad_utf8 / sizeof bad_utf8[0]; i++) {
+    setenv("LLMESH_TEST_PROBE_PROMPT", bad_utf8[i], 1);
+    expect_tail_error("general_settings:\n  health_check_prompt: os.environ/LLMESH_TEST_PROBE_PROMPT\n", 7,
+                      "general_settings.health_check_prompt: must be valid UTF-8");
+  }
+  unsetenv("LLMESH_TEST_PROBE_PROMPT");
+  expect_tail_error("general_settings:\n  health_check_max_tokens: 0\n", 7,
+                    "general_settings.health_check_max_tokens: must be a positive integer, got '0'");
+  expect_tail_error("general_settings:\n  health_check_max_tokens: 4097\n", 7,
+                    "general_settings.health_check_max_tokens: must be an integer from 1 to 4096, got 4097");
+  expect_tail_error("general_settings:\n  health_check_max_tokens: 1.5\n", 7,
+                    "general_settings.health_check_max_tokens: must be a positive integer, got '1.5'");
+  expect_tail_error("general_settings:\n  health_check_max_tokens: two\n", 7,
+                    "general_settings.health_check_max_tokens: must be a positive integer");
+  expect_error("model_list:\n  - model_name: a\n    litellm_params: {model: x}\n    model_info:\n"
+               "      health_check: sometimes\n",
+               5, "model_list[0].model_info.health_check: must be true or false, got 'sometimes'");
+  expect_error("model_list:\n  - model_name: a\n    litellm_params: {model: x}\n"
+               "    model_info: {health_check: [false]}\n",
+               4, "model_list[0].model_info.health_check: must be true or false");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_routing_keys),         cmocka_unit_test(test_routing_defaults),
       cmocka_unit_test(test_strategies),           cmocka_unit_test(test_deployment_errors),
       cmocka_unit_test(test_router_errors),        cmocka_unit_test(test_fallback_kind_errors),
       cmocka_unit_test(test_group_settings_errors), cmocka_unit_test(test_health_check_keys),
+      cmocka_unit_test(test_probe_request_keys),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,8 @@
 /* test_store.c — SQLite store: migrations, WAL, STRICT, version bumps only on change,
  * round trip with decrypted keys, refusal of newer schemas, no plaintext secrets in the
  * database or its WAL; the routing config of issue 5 (every field round-trips, each one
- * alone bumps the version, an identical re-import does not). */
+ * alone bumps the version, an identical re-import does not); the probe request and
+ * model_info.health_check (migration 5, tunables, a v4 database migrated forward). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -323,6 +324,7 @@ static const char *config_routing =
     "    model_info: {supports_assistant_prefill: false}\n"
     "  - model_name: long\n"
     "    litellm_params: {model: openai/gpt-4-32k}\n"
+    "    model_info: {health_check: false}\n"
     "router_settings:\n"
     "  routing_strategy: least-busy\n"
     "  retry_backoff: 0.2\n"
@@ -339,7 +341,8 @@ static const char *config_routing =
     "  content_policy_fallbacks: [{smart: [small]}]\n"
     "  model_group_settings:\n"
     "    smart: {routing_strategy: cost-based-routing, mid_stream_fallback: continue, hedge: true}\n"
-    "general_settings: {background_health_checks: false, health_check_interval: 20, health_check_timeout: 4}\n";
+    "general_settings: {background_health_checks: false, health_check_interval: 20, health_check_timeout: 4,"
+    " health_check_prompt: \"are you there? \\\"é\\\"\", health_check_max_tokens: 2}\n";
 
 static int opt_equal(const char *a, const char *b) { return a == b || (a && b && !strcmp(a, b)); }
 
@@ -364,6 +367,8 @@ static void assert_routing_equal(const cfg_config *a, const cfg_config *b) {
   assert_int_equal(ra->probes_enabled, rb->probes_enabled);
   assert_int_equal(ra->probe_interval_ms, rb->probe_interval_ms);
   assert_int_equal(ra->probe_timeout_ms, rb->probe_timeout_ms);
+  assert_string_equal(ra->probe_prompt, rb->probe_prompt);
+  assert_int_equal(ra->probe_max_tokens, rb->probe_max_tokens);
   assert_int_equal(a->ngroups, b->ngroups);
   for (size_t i = 0; i < a->ngroups; i++) {
     const cfg_group *ga = &a->groups[i], *gb = &b->groups[i];
@@ -382,6 +387,7 @@ static void assert_routing_equal(const cfg_config *a, const cfg_config *b) {
     assert_true(da->input_cost_per_token == db->input_cost_per_token);
     assert_true(da->output_cost_per_token == db->output_cost_per_token);
     assert_int_equal(da->supports_prefill, db->supports_prefill);
+    assert_int_equal(da->health_check, db->health_check);
   }
 }
 
@@ -404,6 +410,10 @@ static void test_routing_round_trip(void **state) {
   assert_int_equal(b.deployments[2].supports_prefill, 0);
   assert_int_equal(b.deployments[3].supports_prefill, -1);
   assert_true(b.deployments[0].input_cost_per_token == 0.0000025);
+  assert_string_equal(b.router.probe_prompt, "are you there? \"é\"");
+  assert_int_equal(b.router.probe_max_tokens, 2);
+  assert_int_equal(b.deployments[2].health_check, 1);
+  assert_int_equal(b.deployments[3].health_check, 0);
   assert_int_equal(store_import(s, &f->keys, &b, &v, &changed, f->err, sizeof f->err), 0);
   assert_false(changed);
   cfg_free(&a);
@@ -423,12 +433,23 @@ static void test_routing_round_trip(void **state) {
   /* tunables: one JSON object */
   assert_int_equal(sqlite3_prepare_v2(db, "SELECT json_extract(tunables, '$.retry_budget_percent'),"
                                           " json_extract(tunables, '$.probes_enabled'),"
-                                          " json_extract(tunables, '$.mid_stream_fallback')"
+                                          " json_extract(tunables, '$.mid_stream_fallback'),"
+                                          " json_extract(tunables, '$.probe_prompt'),"
+                                          " json_extract(tunables, '$.probe_max_tokens')"
                                           " FROM router_settings", -1, &q, NULL), SQLITE_OK);
   assert_int_equal(sqlite3_step(q), SQLITE_ROW);
   assert_int_equal(sqlite3_column_int(q, 0), 15);
   assert_int_equal(sqlite3_column_int(q, 1), 0);
   assert_string_equal((const char *)sqlite3_column_text(q, 2), "error");
+  assert_string_equal((const char *)sqlite3_column_text(q, 3), "are you there? \"é\"");
+  assert_int_equal(sqlite3_column_int(q, 4), 2);
+  sqlite3_finalize(q);
+  /* health_check: a column of its own (migration 5) */
+  assert_int_equal(sqlite3_prepare_v2(db, "SELECT group_concat(name || '=' || health_check, ',')"
+                                          " FROM (SELECT * FROM deployments ORDER BY position)", -1, &q, NULL),
+                   SQLITE_OK);
+  assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+  assert_string_equal((const char *)sqlite3_column_text(q, 0), "smart-1=1,smart-2=1,small-1=1,long-1=0");
   sqlite3_finalize(q);
   sqlite3_close(db);
   store_close(s);
@@ -454,9 +475,23 @@ static void test_tunables_defaults_and_corruption(void **state) {
   assert_int_equal(c.router.probe_interval_ms, CFG_DEFAULT_PROBE_INTERVAL_MS);
   assert_true(c.router.probes_enabled);
   assert_string_equal(c.router.mid_stream_fallback, "continue");
+  assert_string_equal(c.router.probe_prompt, CFG_DEFAULT_PROBE_PROMPT);
+  assert_int_equal(c.router.probe_max_tokens, CFG_DEFAULT_PROBE_MAX_TOKENS);
+  cfg_free(&c);
+  /* the bounds a parse enforces hold on load too */
+  assert_int_equal(sqlite3_exec(store_db(s), "UPDATE router_settings SET tunables ="
+                                " json_object('probe_prompt', printf('%.4096c', 'x'), 'probe_max_tokens', 4096)",
+                                NULL, NULL, NULL), SQLITE_OK);
+  assert_int_equal(store_load(s, &f->keys, &c, &v, f->err, sizeof f->err), 1);
+  assert_int_equal(strlen(c.router.probe_prompt), CFG_PROBE_PROMPT_MAX);
+  assert_int_equal(c.router.probe_max_tokens, CFG_PROBE_MAX_TOKENS_MAX);
   cfg_free(&c);
   const char *bad[] = {"'not json'", "'[]'", "'{\"retry_backoff_ms\": -1}'", "'{\"total_timeout_ms\": \"5\"}'",
-                       "'{\"probes_enabled\": 1}'", "'{\"mid_stream_fallback\": 2}'"};
+                       "'{\"probes_enabled\": 1}'", "'{\"mid_stream_fallback\": 2}'",
+                       "'{\"probe_max_tokens\": 0}'", "'{\"probe_max_tokens\": 4097}'",
+                       "'{\"probe_max_tokens\": \"2\"}'", "'{\"probe_prompt\": \"\"}'",
+                       "'{\"probe_prompt\": 5}'", "'{\"probe_prompt\": \"a\\u0000b\"}'",
+                       "json_object('probe_prompt', printf('%.4097c', 'x'))"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     char sql[128];
     snprintf(sql, sizeof sql, "UPDATE router_settings SET tunables = %s", bad[i]);
@@ -512,9 +547,14 @@ static void mutate(cfg_config *c, int which) {
   case 23: d->output_cost_per_token = 0; break;
   case 24: d3->supports_prefill = 1; break;
   case 25: d3->supports_prefill = 0; break;
+  case 26: set_str(&r->probe_prompt, "are you there?"); break;
+  case 27: set_str(&r->probe_prompt, "ping"); break;
+  case 28: r->probe_max_tokens = 1; break;
+  case 29: d3->health_check = 1; break;
+  case 30: d->health_check = 0; break;
   }
 }
-#define NMUTATIONS 26
+#define NMUTATIONS 31
 
 static void test_routing_version_bumps(void **state) {
   fixture *f = *state;
@@ -546,6 +586,53 @@ static void test_routing_version_bumps(void **state) {
   store_close(s);
 }
 
+/* probe_prompt NULL (cfg_init's "the default") and "ping" are the same content. */
+static void test_default_prompt_is_not_a_change(void **state) {
+  fixture *f = *state;
+  store_t *s = open_store(f);
+  cfg_config c;
+  uint64_t v, v2;
+  int changed;
+  parse(f, config_v1, &c);
+  assert_string_equal(c.router.probe_prompt, CFG_DEFAULT_PROBE_PROMPT);
+  assert_int_equal(store_import(s, &f->keys, &c, &v, &changed, f->err, sizeof f->err), 0);
+  set_str(&c.router.probe_prompt, NULL);
+  assert_int_equal(store_import(s, &f->keys, &c, &v2, &changed, f->err, sizeof f->err), 0);
+  assert_false(changed);
+  assert_int_equal(v2, v);
+  cfg_free(&c);
+  assert_int_equal(store_load(s, &f->keys, &c, &v, f->err, sizeof f->err), 1);
+  assert_string_equal(c.router.probe_prompt, CFG_DEFAULT_PROBE_PROMPT);
+  cfg_free(&c);
+  store_close(s);
+}
+
+/* A database of schema 4 (no health_check column) migrates forward with every deployment
+ * probed, as before the upgrade. */
+static void test_migration_5_from_v4(void **state) {
+  fixture *f = *state;
+  store_t *s = open_store(f);
+  cfg_config c;
+  uint64_t v;
+  int changed;
+  parse(f, config_routing, &c);
+  assert_int_equal(store_import(s, &f->keys, &c, &v, &changed, f->err, sizeof f->err), 0);
+  cfg_free(&c);
+  store_close(s);
+  sqlite3 *db;
+  assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, "ALTER TABLE deployments DROP COLUMN health_check; PRAGMA user_version = 4",
+                                NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+  s = open_store(f);
+  assert_int_equal(store_schema_version(s), 5);
+  assert_int_equal(store_load(s, &f->keys, &c, &v, f->err, sizeof f->err), 1);
+  assert_int_equal(c.ndeployments, 4);
+  for (size_t i = 0; i < c.ndeployments; i++) assert_int_equal(c.deployments[i].health_check, 1);
+  cfg_free(&c);
+  store_close(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_migrations_fresh, setup, teardown),
@@ -557,6 +644,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_routing_round_trip, setup, teardown),
       cmocka_unit_test_setup_teardown(test_tunables_defaults_and_corruption, setup, teardown),
       cmocka_unit_test_setup_teardown(test_routing_version_bumps, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_default_prompt_is_not_a_change, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_migration_5_from_v4, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
