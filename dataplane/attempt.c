@@ -93,13 +93,17 @@ static void brk_end(chat *c, brk_outcome o) {
   dep_state *st = chat_st(c, c->dep);
   if (!st) return;
   const snap_dep *d = &c->snap->deps[c->dep];
-  uint32_t fails = st->consecutive_fails + 1; /* the run this failure extends */
+  /* the run this failure extends, read before a trip resets it: connect errors and timeouts
+   * count in one run, 5xx-class failures in another (breaker.h) */
+  int by_server = o == BO_SERVER;
+  uint32_t fails = (by_server ? st->consecutive_server : st->consecutive_fails) + 1;
   brk_state was = st->local;
   uint64_t now = now_ms();
   double lat = o == BO_SUCCESS ? c->hdr_latency_ms : 0;
   if (breaker_attempt_end(st, chat_brk(c), now, o, lat, o == BO_RATE_LIMITED ? c->reset_ms : 0) == 1)
     LOG_WARN(c->rid, "circuit_open", LF_S("deployment", d->name), LF_S("circuit_level", "local"),
-             LF_I("consecutive_failures", fails), LF_I("open_ms", st->open_ms));
+             LF_S("trip_on", by_server ? "server" : "connect"), LF_I("consecutive_failures", fails),
+             LF_I("open_ms", st->open_ms));
   if (was == BRK_HALF_OPEN && st->local == BRK_CLOSED)
     LOG_INFO(c->rid, "circuit_closed", LF_S("deployment", d->name), LF_S("circuit_level", "local"));
   if (o == BO_SUCCESS && c->committed && c->ttft_ms > 0) {
@@ -826,9 +830,26 @@ static void finish_exhausted(chat *c) {
   chat_free(c);
 }
 
+/* Could dep have lost the last pick's probe-share draw? The breaker admits it, the control
+ * plane has it half-open with a share below 100 %, it was a candidate (supported, untried
+ * or re-triable) and the pick went elsewhere. route_state counts lost draws, not who lost
+ * them: a half-open candidate that won its draw but not the pick looks the same, so at most
+ * st->probe_held deployments are named. */
+static int maybe_probe_held(const chat *c, const dep_state *ds, int dep, int next) {
+  const route_state *st = &c->route;
+  if (!ds || dep == next || c->snap->deps[dep].unsupported) return 0;
+  if (ds->ctl_state != LLMESH__CIRCUIT_STATE__CIRCUIT_HALF_OPEN || ds->ctl_probe_share_milli >= 1000)
+    return 0;
+  for (int k = st->ntried - 1; k >= 0; k--)
+    if (st->tried[k] == dep) return st->retry_ok[k];
+  return 1;
+}
+
 /* What the last pick skipped: each deployment a breaker refused is logged (route_skip, once
- * per request) and counted by reason; budget refusals are logged (the breaker counts them
- * per deployment). *soonest_dep: the refused deployment that can take traffic soonest. */
+ * per request) and counted by reason; so is a half-open one held back by its probe share
+ * (as control_open, the documented count, with probe_share_held in the log line). Budget
+ * refusals are logged (the breaker counts them per deployment). *soonest_dep: the refused
+ * deployment that can take traffic soonest. */
 static void note_route(chat *c, int next, int *soonest_dep) {
   const route_state *st = &c->route;
   *soonest_dep = -1;
@@ -839,21 +860,32 @@ static void note_route(chat *c, int next, int *soonest_dep) {
   if (!refusals_total(st)) return;
   uint64_t now = now_ms(), soonest = UINT64_MAX;
   int last = st->pos < st->nchain ? st->pos : st->nchain - 1; /* groups the pick went through */
+  int held_left = st->probe_held;
   for (int k = 0; k <= last; k++) {
     const snap_group *g = &c->snap->groups[st->chain[k]];
     for (int i = 0; i < g->ndeps; i++) {
-      int dep = g->deps[i];
+      int dep = g->deps[i], held = 0;
       const dep_state *ds = chat_st(c, dep);
       uint64_t wait = 0;
       brk_refusal r = ds ? breaker_admit(ds, now, &wait) : BR_OK;
+      if (r == BR_OK && held_left > 0 && maybe_probe_held(c, ds, dep, next)) {
+        r = BR_CONTROL_OPEN;
+        held = 1;
+        held_left--;
+      }
       if (r == BR_OK) continue;
       if (wait && wait < soonest) soonest = wait, *soonest_dep = dep;
       if (dep < 64 && (c->skip_logged >> dep & 1)) continue;
       if (dep < 64) c->skip_logged |= 1ull << dep;
       const snap_dep *d = &c->snap->deps[dep];
       d->stats->refusals[r]++;
-      LOG_INFO(c->rid, "route_skip", LF_S("deployment", d->name),
-               LF_S("reason", breaker_refusal_name(r)), LF_I("wait_ms", wait));
+      if (held)
+        LOG_INFO(c->rid, "route_skip", LF_S("deployment", d->name),
+                 LF_S("reason", breaker_refusal_name(r)), LF_I("wait_ms", 0),
+                 LF_I("probe_share_held", 1));
+      else
+        LOG_INFO(c->rid, "route_skip", LF_S("deployment", d->name),
+                 LF_S("reason", breaker_refusal_name(r)), LF_I("wait_ms", wait));
     }
   }
 }

@@ -1,8 +1,9 @@
 /* midstream.c — mid-stream continuation: tracker, request builder, splicer (see midstream.h).
  *
- * Every event is scanned once at the top level with json_span_skip (which validates each
- * value) and once more inside `choices`/`usage`; nothing is re-serialised: outputs are the
- * input bytes with a few raw spans replaced (ids, counters, a whitespace prefix deleted). */
+ * The tracker reads the common text chunk in one validating pass (track_fast); any other
+ * event is scanned once at the top level with json_span_skip (which validates each value)
+ * and once more inside `choices`/`usage`. Nothing is re-serialised: outputs are the input
+ * bytes with a few raw spans replaced (ids, counters, a whitespace prefix deleted). */
 #include "midstream.h"
 
 #include <errno.h>
@@ -272,6 +273,15 @@ static int track_delta(midstream_tracker *t, const json_span *delta) {
   return 0;
 }
 
+/* A string finish_reason of choice 0 is kept (raw: finish reasons are plain words). */
+static void keep_finish(midstream_tracker *t, const json_span *finish) {
+  if (!is_string(finish) || finish->len <= 2) return;
+  size_t n = finish->len - 2 < sizeof t->finish_reason - 1 ? finish->len - 2
+                                                          : sizeof t->finish_reason - 1;
+  memcpy(t->finish_reason, finish->p + 1, n);
+  t->finish_reason[n] = '\0';
+}
+
 static int track_choice(midstream_tracker *t, const json_span *choice) {
   seq q;
   json_span k, v, delta = {0}, finish = {0};
@@ -282,16 +292,11 @@ static int track_choice(midstream_tracker *t, const json_span *choice) {
     else if (key_is(&k, "delta")) delta = v;
     else if (key_is(&k, "finish_reason")) finish = v;
   }
-  if (is_string(&finish) && finish.len > 2) {
-    size_t n = finish.len - 2 < sizeof t->finish_reason - 1 ? finish.len - 2
-                                                            : sizeof t->finish_reason - 1;
-    memcpy(t->finish_reason, finish.p + 1, n); /* raw: finish reasons are plain words */
-    t->finish_reason[n] = '\0';
-  }
+  keep_finish(t, &finish);
   return delta.len ? track_delta(t, &delta) : 0;
 }
 
-int midstream_track(midstream_tracker *t, const char *data, size_t n) {
+int midstream_track_full(midstream_tracker *t, const char *data, size_t n) {
   chunk_view cv;
   seq q;
   json_span k, v;
@@ -304,6 +309,218 @@ int midstream_track(midstream_tracker *t, const char *data, size_t n) {
   while (seq_next(&q, &k, &v) == 1)
     if (track_choice(t, &v)) return -ENOMEM;
   return MIDSTREAM_EV_CHUNK;
+}
+
+/* ---- tracker fast path: the common chunk ----------------------------------------------
+ * Nearly every event of a stream is a text delta of one choice:
+ *   {"id":..,"object":..,"created":..,"model":..,"choices":[{"index":0,"delta":{"content":
+ *   "..."},"finish_reason":null}]}
+ * The full scan validates each nested level again when it descends into it (the content
+ * string four times) and compares every key by name with strlen. The fast path walks the
+ * event once, validating as it goes, and descends in place. It only accepts what it can
+ * decide exactly like the full scan: plain ASCII keys without escapes, no repeated key that
+ * matters, at most one choice with index 0, no error member, no tool call, function call,
+ * refusal or logprobs, content a string or null, containers it skips shorter than
+ * FAST_MAX_SKIP (so nesting depth cannot differ from the full scan's limit). Anything else
+ * (and anything invalid) declines before touching the tracker, and the full scan decides. */
+
+#define FAST_MAX_SKIP 256 /* bytes: longest container the fast path skips (depth < 128) */
+
+typedef struct fast_cur {
+  const char *s; /* event data */
+  size_t n;      /* bytes in s */
+  size_t p;      /* next byte */
+} fast_cur;
+
+/* What the fast path found; len 0 = absent. */
+typedef struct fast_view {
+  json_span id, created, model; /* top-level members */
+  json_span finish, content;    /* choice 0's finish_reason and delta.content */
+  int content_plain;            /* content has no escape: its body is the text as is */
+  unsigned seen;                /* FV_* bits: members met, to decline repeats */
+} fast_view;
+
+enum { /* fast_view.seen bits */
+  FV_ID = 1u << 0, FV_CREATED = 1u << 1, FV_MODEL = 1u << 2, FV_CHOICES = 1u << 3,
+  FV_INDEX = 1u << 4, FV_LOGPROBS = 1u << 5, FV_DELTA = 1u << 6, FV_FINISH = 1u << 7,
+  FV_CONTENT = 1u << 8, FV_TOOLS = 1u << 9, FV_FUNCTION = 1u << 10, FV_REFUSAL = 1u << 11,
+};
+
+static void fast_ws(fast_cur *c) {
+  while (c->p < c->n && (c->s[c->p] == ' ' || c->s[c->p] == '\t' || c->s[c->p] == '\n' ||
+                         c->s[c->p] == '\r'))
+    c->p++;
+}
+
+/* Bytes a string may hold as they are that stand for themselves: printable ASCII but '"'
+ * and '\\'. A table test per byte is the whole inner loop of the common chunk. */
+static const unsigned char fast_plain[256] = {
+    [0x20] = 1, [0x21] = 1, [0x23 ... 0x5B] = 1, [0x5D ... 0x7F] = 1,
+};
+
+/* A string at c->p ('"'). *plain: no escape and ASCII only (its body is its text).
+ * Anything else is validated by json_span_skip. Returns 0 or -1. */
+static int fast_string(fast_cur *c, json_span *v, int *plain) {
+  const unsigned char *s = (const unsigned char *)c->s;
+  size_t i = c->p + 1, e;
+  while (i < c->n && fast_plain[s[i]]) i++;
+  if (i < c->n && s[i] == '"') {
+    *v = (json_span){c->s + c->p, i + 1 - c->p};
+    *plain = 1;
+    c->p = i + 1;
+    return 0;
+  }
+  if (i >= c->n || s[i] < 0x20 || json_span_skip(c->s, c->n, c->p, &e)) return -1;
+  *v = (json_span){c->s + c->p, e - c->p};
+  *plain = 0;
+  c->p = e;
+  return 0;
+}
+
+/* A number that is a plain non-negative integer ("0", "1795713260") or null: the scalars of
+ * the common chunk, without json_span_skip's call. 1 = done (*end set), 0 = not that. */
+static int fast_scalar(const fast_cur *c, size_t *end) {
+  const char *s = c->s + c->p;
+  size_t left = c->n - c->p, i = 0;
+  if (left >= 4 && !memcmp(s, "null", 4)) i = 4;
+  else if (s[0] == '0') i = 1;
+  else
+    while (i < left && s[i] >= '0' && s[i] <= '9') i++;
+  if (!i || (i < left && ((s[i] >= '0' && s[i] <= '9') || s[i] == '.' || s[i] == 'e' ||
+                          s[i] == 'E' || (s[i] >= 'a' && s[i] <= 'z'))))
+    return 0; /* a longer number or word: json_span_skip decides */
+  *end = c->p + i;
+  return 1;
+}
+
+/* Any value at c->p (whitespace skipped); nested (below the top level): containers only up
+ * to FAST_MAX_SKIP bytes. */
+static int fast_value(fast_cur *c, json_span *v, int nested) {
+  int plain;
+  size_t e;
+  fast_ws(c);
+  if (c->p >= c->n) return -1;
+  if (c->s[c->p] == '"') return fast_string(c, v, &plain);
+  if (!fast_scalar(c, &e) && json_span_skip(c->s, c->n, c->p, &e)) return -1;
+  if (nested && (c->s[c->p] == '{' || c->s[c->p] == '[') && e - c->p >= FAST_MAX_SKIP) return -1;
+  *v = (json_span){c->s + c->p, e - c->p};
+  c->p = e;
+  return 0;
+}
+
+/* One member's value, the cursor at it: consumes it. Returns 0 or -1 (decline). */
+typedef int (*fast_member_fn)(fast_cur *c, const char *key, size_t klen, fast_view *fv);
+
+/* The object at c->p (whitespace skipped): each member's plain key to fn. */
+static int fast_object(fast_cur *c, fast_member_fn fn, fast_view *fv) {
+  json_span k;
+  int plain;
+  fast_ws(c);
+  if (c->p >= c->n || c->s[c->p] != '{') return -1;
+  c->p++;
+  fast_ws(c);
+  if (c->p < c->n && c->s[c->p] == '}') { c->p++; return 0; }
+  for (;;) {
+    if (c->p >= c->n || c->s[c->p] != '"' || fast_string(c, &k, &plain) || !plain) return -1;
+    fast_ws(c);
+    if (c->p >= c->n || c->s[c->p] != ':') return -1;
+    c->p++;
+    fast_ws(c);
+    if (fn(c, k.p + 1, k.len - 2, fv)) return -1;
+    fast_ws(c);
+    if (c->p >= c->n) return -1;
+    if (c->s[c->p++] == '}') return 0;
+    if (c->s[c->p - 1] != ',') return -1;
+    fast_ws(c);
+  }
+}
+
+static int key_eq(const char *k, size_t kl, const char *lit, size_t ll) {
+  return kl == ll && memcmp(k, lit, ll) == 0;
+}
+#define KEY(lit) key_eq(key, klen, lit, sizeof lit - 1)
+
+/* A member met once: sets bit b, declines a repeat. */
+static int once(fast_view *fv, unsigned b) {
+  if (fv->seen & b) return -1;
+  fv->seen |= b;
+  return 0;
+}
+
+static int fast_delta_member(fast_cur *c, const char *key, size_t klen, fast_view *fv) {
+  json_span v;
+  if (KEY("content")) {
+    if (once(fv, FV_CONTENT) || c->p >= c->n) return -1;
+    if (c->s[c->p] == '"') return fast_string(c, &fv->content, &fv->content_plain);
+    return fast_value(c, &v, 1) || !is_lit(&v, "null") ? -1 : 0; /* not text: the full scan */
+  }
+  unsigned b = KEY("tool_calls") ? FV_TOOLS : KEY("function_call") ? FV_FUNCTION
+             : KEY("refusal")    ? FV_REFUSAL : 0;
+  if (b && once(fv, b)) return -1;
+  if (fast_value(c, &v, 1)) return -1;
+  return b && !is_blank(&v) ? -1 : 0;
+}
+
+static int fast_choice_member(fast_cur *c, const char *key, size_t klen, fast_view *fv) {
+  json_span v;
+  if (KEY("delta")) return once(fv, FV_DELTA) || fast_object(c, fast_delta_member, fv);
+  if (KEY("index")) return once(fv, FV_INDEX) || fast_value(c, &v, 1) || !is_lit(&v, "0");
+  if (KEY("logprobs")) return once(fv, FV_LOGPROBS) || fast_value(c, &v, 1) || !is_blank(&v);
+  if (KEY("finish_reason")) return once(fv, FV_FINISH) || fast_value(c, &fv->finish, 1);
+  return fast_value(c, &v, 1);
+}
+
+/* choices: [] or [one choice object]. */
+static int fast_choices(fast_cur *c, fast_view *fv) {
+  if (c->p >= c->n || c->s[c->p] != '[') return -1;
+  c->p++;
+  fast_ws(c);
+  if (c->p < c->n && c->s[c->p] == ']') { c->p++; return 0; }
+  if (fast_object(c, fast_choice_member, fv)) return -1;
+  fast_ws(c);
+  return c->p < c->n && c->s[c->p++] == ']' ? 0 : -1;
+}
+
+static int fast_top_member(fast_cur *c, const char *key, size_t klen, fast_view *fv) {
+  json_span v;
+  if (KEY("choices")) return once(fv, FV_CHOICES) || fast_choices(c, fv);
+  if (KEY("id")) return once(fv, FV_ID) || fast_value(c, &fv->id, 0);
+  if (KEY("created")) return once(fv, FV_CREATED) || fast_value(c, &fv->created, 0);
+  if (KEY("model")) return once(fv, FV_MODEL) || fast_value(c, &fv->model, 0);
+  if (KEY("error")) return -1; /* the full scan tells an error event from error: null */
+  return fast_value(c, &v, 0);
+}
+#undef KEY
+
+/* Tracks a common chunk. Returns MIDSTREAM_EV_CHUNK, -ENOMEM, or 1 when it declined (the
+ * tracker untouched). */
+static int track_fast(midstream_tracker *t, const char *data, size_t n) {
+  fast_view fv;
+  fast_cur c = {data, n, 0};
+  memset(&fv, 0, sizeof fv);
+  if (fast_object(&c, fast_top_member, &fv)) return 1;
+  fast_ws(&c);
+  if (c.p != n) return 1;
+  t->chunks++;
+  remember_ids(t, &(chunk_view){.id = fv.id, .created = fv.created, .model = fv.model});
+  keep_finish(t, &fv.finish);
+  if (!fv.content.len || !t->continuable) return MIDSTREAM_EV_CHUNK;
+  int rc = fv.content_plain ? buf_append(&t->text, fv.content.p + 1, fv.content.len - 2)
+                            : str_decode(&fv.content, &t->text);
+  if (rc) {
+    tracker_off(t, "out_of_memory");
+    return -ENOMEM;
+  }
+  if (t->text.len > MIDSTREAM_MAX_TEXT) tracker_off(t, "text_cap");
+  return MIDSTREAM_EV_CHUNK;
+}
+
+int midstream_track(midstream_tracker *t, const char *data, size_t n) {
+  if (n && data[0] == '{') {
+    int rc = track_fast(t, data, n);
+    if (rc != 1) return rc;
+  }
+  return midstream_track_full(t, data, n);
 }
 
 uint64_t midstream_delivered_tokens(const midstream_tracker *t) {

@@ -95,6 +95,9 @@ void midstream_tracker_free(midstream_tracker *t);
  * ERROR), -EINVAL when data is not a JSON object nor [DONE] (tracker unchanged), or -ENOMEM
  * (continuable turns off). */
 int midstream_track(midstream_tracker *t, const char *data, size_t n);
+/* midstream_track without its fast path for the common text chunk (the full scan it falls
+ * back to): same results for every input; tests compare the two. */
+int midstream_track_full(midstream_tracker *t, const char *data, size_t n);
 /* Completion tokens of the delivered text, estimated (MIDSTREAM_BYTES_PER_TOKEN, rounded up). */
 uint64_t midstream_delivered_tokens(const midstream_tracker *t);
 

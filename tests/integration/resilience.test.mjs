@@ -84,6 +84,7 @@ itest('refused port: the local breaker opens after 3 connect errors; then one at
   assert.equal(open.circuit_level, 'local'); // not "level": that is the line's severity
   assert.equal(open.level, 'warn');
   assert.equal(open.consecutive_failures, 3);
+  assert.equal(open.trip_on, 'connect'); // the run that tripped it (5xx runs log 'server')
   const skip = logLines(w, 'route_skip').find((l) => l.deployment === 'dead');
   assert.ok(skip && skip.reason === 'local_open', `route_skip logged: ${JSON.stringify(skip)}`);
 

@@ -243,6 +243,155 @@ static void test_track_text_cap(void **st) {
   midstream_tracker_free(&t);
 }
 
+/* ---- tracker fast path ---------------------------------------------------------------
+ * midstream_track reads the common text chunk in one pass and leaves everything else to
+ * midstream_track_full. Both must agree on every input: the result and the whole tracker. */
+
+/* Events a fast path could get wrong: every shape it accepts and many it must decline. */
+static const char *const FAST_CORPUS[] = {
+    HEAD_A "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"},\"logprobs\":null,"
+    "\"finish_reason\":null}],\"usage\":null}",
+    "{\"id\":\"chatcmpl-mock-1\",\"object\":\"chat.completion.chunk\",\"created\":1795713260,"
+    "\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"w1 \"},"
+    "\"finish_reason\":null}]}",
+    HEAD_A "\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\","
+    "\"refusal\":null},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}",
+    HEAD_A "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\\n\\\"caf\\u00e9\\\" "
+    "\xC3\xA9 \"},\"finish_reason\":null}]}",
+    HEAD_A "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\\ud83d\\ude00 \\/ \\t\"}}]}",
+    HEAD_A "\"choices\":[{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":\"stop\"}]}",
+    HEAD_A "\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":5}}",
+    " { \"id\" : \"x\" , \"choices\" : [ { \"index\" : 0 , \"delta\" : { \"content\" : \"a\" } } ] } ",
+    "{\"id\":\"\",\"created\":0,\"model\":\"\",\"choices\":[{\"delta\":{\"content\":\"no index\"}}]}",
+    "{\"id\":null,\"choices\":[{\"index\":0,\"delta\":{\"content\":null}}]}",
+    "{\"id\":\"a\",\"id\":\"b\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"dup id\"}}]}",
+    "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}],\"choices\":[{\"index\":0,"
+    "\"delta\":{\"content\":\"b\"}}]}",
+    "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\",\"content\":\"b\"}}]}",
+    "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"},\"delta\":{\"content\":\"b\"}}]}",
+    "{\"choices\":[{\"index\":0,\"finish_reason\":\"length\",\"finish_reason\":null}]}",
+    "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}},{\"index\":0,\"delta\":"
+    "{\"content\":\"b\"}}]}",
+    "{\"choices\":[{\"index\":1,\"delta\":{\"content\":\"b\"}}]}",
+    "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":"
+    "{\"arguments\":\"{\\\"a\"}}]}}]}",
+    "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\",\"tool_calls\":[]}}]}",
+    "{\"choices\":[{\"index\":0,\"delta\":{\"function_call\":{\"name\":\"f\"}}}]}",
+    "{\"choices\":[{\"index\":0,\"delta\":{\"refusal\":\"no\"}}]}",
+    "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"},\"logprobs\":{\"content\":[]}}]}",
+    "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"},\"logprobs\":{}}]}",
+    "{\"choices\":[{\"index\":0,\"delta\":{\"content\":42}}]}",
+    "{\"choices\":[{\"index\":0,\"delta\":{\"content\":[\"a\"]}}]}",
+    "{\"choices\":[{\"index\":0,\"delta\":null}]}",
+    "{\"choices\":null}",
+    "{\"choices\":{\"index\":0}}",
+    "{\"choices\":[1]}",
+    "{\"error\":null,\"choices\":[{\"index\":0,\"delta\":{\"content\":\"e\"}}]}",
+    "{\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}",
+    "{\"\\u0069d\":\"escaped key\",\"choices\":[{\"index\":0,\"delta\":{\"c\\u006fntent\":\"k\"}}]}",
+    "{\"caf\xC3\xA9\":1,\"choices\":[{\"index\":0,\"delta\":{\"content\":\"u\"}}]}",
+    "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"bad\xC3\"}}]}",
+    "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lone \\udc00\"}}]}",
+    "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ctl\x01\"}}]}",
+    "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]} x",
+    "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"},}]}",
+    "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}],}",
+    "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]",
+    "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"},\"content_filter_results\":"
+    "{\"hate\":{\"filtered\":false,\"severity\":\"safe\"}}}],\"created\":1.5e3}",
+    "{}",
+    "[]",
+    "[DONE]",
+    "",
+};
+
+/* A tracker with some text already, another whose continuability is already off. */
+static void fast_start(midstream_tracker *t, int variant) {
+  midstream_tracker_init(t);
+  const char *pre = variant == 0 ? NULL
+                  : variant == 1 ? "{\"id\":\"p\",\"created\":1,\"choices\":[{\"index\":0,\"delta\":"
+                                   "{\"content\":\"Hi \"}}]}"
+                                 : "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[1]}}]}";
+  if (pre) assert_int_equal(midstream_track_full(t, pre, strlen(pre)), MIDSTREAM_EV_CHUNK);
+}
+
+static void assert_same_tracking(const char *ev, size_t n) {
+  for (int variant = 0; variant < 3; variant++) {
+    midstream_tracker a, b;
+    fast_start(&a, variant);
+    fast_start(&b, variant);
+    int ra = midstream_track(&a, ev, n), rb = midstream_track_full(&b, ev, n);
+    int same = ra == rb && a.chunks == b.chunks && a.continuable == b.continuable &&
+               a.why_not == b.why_not && a.text.len == b.text.len &&
+               (!a.text.len || !memcmp(a.text.data, b.text.data, a.text.len)) &&
+               a.id_len == b.id_len && !memcmp(a.id, b.id, a.id_len) &&
+               a.created_len == b.created_len && !memcmp(a.created, b.created, a.created_len) &&
+               a.model_len == b.model_len && !memcmp(a.model, b.model, a.model_len) &&
+               !strcmp(a.finish_reason, b.finish_reason);
+    if (!same) {
+      fprintf(stderr, "fast path differs (variant %d, rc %d vs %d) on: %.*s\n", variant, ra, rb,
+              (int)n, ev);
+      fail();
+    }
+    midstream_tracker_free(&a);
+    midstream_tracker_free(&b);
+  }
+}
+
+/* Every corpus event, each of its prefixes, and each byte replaced by a byte that matters to
+ * JSON: the fast path and the full scan agree on all of them. */
+static void test_track_fast_same_as_full(void **st) {
+  (void)st;
+  static const char bytes[] = {'"', '\\', '{', '}', '[', ']', ',', ':', ' ', '0', '1', 'n', 'x',
+                               '\x01', '\x80', '\xC3', 'u', 'e', '-'};
+  char ev[1024];
+  for (size_t i = 0; i < ARRAY_SIZE(FAST_CORPUS); i++) {
+    size_t n = strlen(FAST_CORPUS[i]);
+    assert_true(n < sizeof ev);
+    for (size_t k = 0; k <= n; k++) assert_same_tracking(FAST_CORPUS[i], k);
+    for (size_t k = 0; k < n; k++)
+      for (size_t b = 0; b < sizeof bytes; b++) {
+        memcpy(ev, FAST_CORPUS[i], n);
+        ev[k] = bytes[b];
+        assert_same_tracking(ev, n);
+      }
+  }
+}
+
+/* Nesting near JSON_SPAN_MAX_DEPTH inside a choice, at the top level, and a large skipped
+ * container: the depth limit applies as in the full scan. */
+static void test_track_fast_depth(void **st) {
+  (void)st;
+  static const char *const at[] = {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"d\","
+                                   "\"x\":",
+                                   "{\"choices\":[{\"index\":0,\"x\":", "{\"x\":"};
+  static const char *const close[] = {"}}]}", "}]}", ",\"choices\":[]}"};
+  for (size_t w = 0; w < ARRAY_SIZE(at); w++)
+    for (int depth = 500; depth <= 515; depth++) {
+      buf_t ev = {0};
+      assert_int_equal(buf_append(&ev, at[w], strlen(at[w])), 0);
+      for (int i = 0; i < depth; i++) assert_int_equal(BUF_LIT(&ev, "["), 0);
+      for (int i = 0; i < depth; i++) assert_int_equal(BUF_LIT(&ev, "]"), 0);
+      assert_int_equal(buf_append(&ev, close[w], strlen(close[w])), 0);
+      assert_same_tracking(ev.data, ev.len);
+      buf_free(&ev);
+    }
+}
+
+/* A whole realistic stream through the decoder, split at every byte: the same tracker as
+ * the full scan gives. */
+static void test_track_fast_stream(void **st) {
+  (void)st;
+  midstream_tracker t;
+  midstream_tracker_init(&t);
+  track_str(&t, STREAM_A);
+  assert_int_equal(t.text.len, strlen(TEXT_A));
+  assert_memory_equal(t.text.data, TEXT_A, t.text.len);
+  assert_string_equal(t.finish_reason, "stop");
+  assert_int_equal(t.chunks, 6);
+  midstream_tracker_free(&t);
+}
+
 /* ---- continuation request ------------------------------------------------------------ */
 
 static void tracker_with(midstream_tracker *t, const char *text_json) {
@@ -625,6 +774,9 @@ int main(void) {
       cmocka_unit_test(test_track_error_and_malformed),
       cmocka_unit_test(test_track_not_continuable),
       cmocka_unit_test(test_track_text_cap),
+      cmocka_unit_test(test_track_fast_same_as_full),
+      cmocka_unit_test(test_track_fast_depth),
+      cmocka_unit_test(test_track_fast_stream),
       cmocka_unit_test(test_request_prefill),
       cmocka_unit_test(test_request_instruction),
       cmocka_unit_test(test_request_raw_splice),
