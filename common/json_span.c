@@ -142,8 +142,7 @@ static int literal(scan *x, const char *word) {
   return 0;
 }
 
-/* Appends the UTF-8 bytes of code point cp to out (4 bytes room); returns the count. */
-static size_t utf8_put(unsigned long cp, unsigned char *out) {
+size_t json_span_utf8_put(unsigned long cp, unsigned char *out) {
   if (cp < 0x80) { out[0] = (unsigned char)cp; return 1; }
   if (cp < 0x800) {
     out[0] = (unsigned char)(0xC0 | cp >> 6);
@@ -181,7 +180,7 @@ static size_t unescape(const char *s, size_t len, size_t *i, unsigned char *out)
     *i += 6;
     cp = 0x10000 + ((unsigned long)(v - 0xD800) << 10) + (lo - 0xDC00);
   }
-  return utf8_put(cp, out);
+  return json_span_utf8_put(cp, out);
 }
 
 /* The validated string body s[0..n) unescaped equals key. */

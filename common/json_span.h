@@ -53,4 +53,8 @@ int json_span_find(const char *s, size_t len, const json_span_step *path, size_t
 int json_span_is_object(const json_span *v);
 int json_span_is_array(const json_span *v);
 
+/* Writes the UTF-8 bytes of code point cp (at most 0x10FFFF, not a surrogate) to out, which
+ * has room for 4; returns the byte count (1-4). The one encoder of \u escapes. */
+size_t json_span_utf8_put(unsigned long cp, unsigned char *out);
+
 #endif

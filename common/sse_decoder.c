@@ -139,3 +139,18 @@ int sse_feed(sse_decoder *d, const char *p, size_t n, sse_event_cb cb, void *ud)
   }
   return 0;
 }
+
+int sse_frame(buf_t *out, const char *event, const char *data, size_t len) {
+  if (event && *event &&
+      (BUF_LIT(out, "event: ") || buf_append(out, event, strlen(event)) || BUF_LIT(out, "\n")))
+    return -ENOMEM;
+  for (;;) { /* a newline inside data would end the data line: split it */
+    const char *nl = memchr(data, '\n', len);
+    size_t k = nl ? (size_t)(nl - data) : len;
+    if (BUF_LIT(out, "data: ") || buf_append(out, data, k) || BUF_LIT(out, "\n")) return -ENOMEM;
+    if (!nl) break;
+    data += k + 1;
+    len -= k + 1;
+  }
+  return BUF_LIT(out, "\n") ? -ENOMEM : 0;
+}

@@ -6,6 +6,8 @@
  * and the current event's data are copied, into buffers reused across events, so a
  * warmed-up decoder does not allocate. Pure code: safe to fuzz.
  *
+ * sse_frame() is the other direction: one event back to SSE bytes.
+ *
  * Users differ only in limits and a few documented edge cases, chosen at sse_init_opts():
  * what to do at EOF is the caller's (sse_finish, sse_flush_line, or nothing). */
 #ifndef LLMESH_SSE_DECODER_H
@@ -64,5 +66,10 @@ int sse_flush_line(sse_decoder *d, sse_event_fn cb, void *ud);
 int sse_finish(sse_decoder *d, sse_event_fn cb, void *ud);
 void sse_reset(sse_decoder *d); /* forget partial state, keep memory and options */
 void sse_free(sse_decoder *d);
+
+/* Appends one event, SSE-framed, to out: an "event:" line when event is non-empty (NULL =
+ * none), one "data:" line per line of data (split at "\n"), then the blank line. The one
+ * encoder for every SSE writer. Returns 0 or -ENOMEM. */
+int sse_frame(buf_t *out, const char *event, const char *data, size_t len);
 
 #endif

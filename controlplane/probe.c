@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "curl_uv.h"
 #include "log.h"
 #include "provider.h"
 #include "util.h"
@@ -19,6 +20,7 @@ typedef struct probe_target {
   int paused;                 /* drained: no probes */
   uv_timer_t timer;           /* next probe */
   CURL *easy;                 /* running transfer, NULL when idle */
+  cu_owner cu;                /* its owner tag (curl_uv.h): probe_on_done */
   struct curl_slist *hdrs;    /* its headers */
   prov_request req;           /* its URL, headers and body (alive during the transfer) */
   buf_t resp;                 /* response body, ≤ PROBE_BODY_MAX */
@@ -28,8 +30,7 @@ typedef struct probe_target {
 
 struct probe_set {
   uv_loop_t *loop;            /* the control loop */
-  CURLM *multi;               /* all probes' transfers */
-  uv_timer_t curl_timer;      /* CURLMOPT_TIMERFUNCTION */
+  cu_multi cu;                /* all probes' transfers, on loop (curl_uv.h) */
   probe_target *t;            /* one per deployment, config order */
   size_t n;                   /* entries in t */
   uint32_t interval_ms;       /* between probes of one deployment */
@@ -40,81 +41,13 @@ struct probe_set {
   int open_handles;           /* uv handles not yet closed; freed at 0 */
 };
 
-typedef struct probe_sock {
-  uv_poll_t poll;             /* watches fd */
-  probe_set *ps;              /* owner */
-  curl_socket_t fd;           /* curl's socket */
-} probe_sock;
-
 static void probe_finish(probe_target *t, CURLcode rc);
 static void probe_schedule(probe_target *t, uint64_t delay_ms);
 
-/* ------------------------------------------------------------------ curl on libuv */
-
-static void probe_reap(probe_set *ps) {
-  CURLMsg *msg;
-  int left;
-  while ((msg = curl_multi_info_read(ps->multi, &left))) {
-    if (msg->msg != CURLMSG_DONE) continue;
-    CURL *e = msg->easy_handle;
-    CURLcode rc = msg->data.result;
-    char *priv = NULL;
-    curl_easy_getinfo(e, CURLINFO_PRIVATE, &priv);
-    curl_multi_remove_handle(ps->multi, e);
-    probe_finish((probe_target *)(void *)priv, rc);
-  }
-}
-
-static void probe_on_poll(uv_poll_t *p, int status, int events) {
-  probe_sock *s = container_of(p, probe_sock, poll);
-  int running, flags = status < 0 ? CURL_CSELECT_ERR : 0;
-  if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
-  if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
-  curl_multi_socket_action(s->ps->multi, s->fd, flags, &running);
-  probe_reap(s->ps);
-}
-
-static void probe_sock_closed(uv_handle_t *h) { free(container_of((uv_poll_t *)h, probe_sock, poll)); }
-
-static int probe_on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *sockp) {
-  probe_set *ps = userp;
-  probe_sock *s = sockp;
+/* A probe's transfer finished (curl_uv's done callback, outside any curl callback). */
+static void probe_on_done(CURL *e, CURLcode rc, cu_owner *o) {
   (void)e;
-  if (what == CURL_POLL_REMOVE) {
-    if (s) {
-      curl_multi_assign(ps->multi, fd, NULL);
-      uv_poll_stop(&s->poll);
-      uv_close((uv_handle_t *)&s->poll, probe_sock_closed);
-    }
-    return 0;
-  }
-  if (!s) {
-    if (!(s = calloc(1, sizeof *s))) return -1;
-    s->ps = ps;
-    s->fd = fd;
-    if (uv_poll_init_socket(ps->loop, &s->poll, fd)) {
-      free(s);
-      return -1;
-    }
-    curl_multi_assign(ps->multi, fd, s);
-  }
-  int ev = ((what & CURL_POLL_IN) ? UV_READABLE : 0) | ((what & CURL_POLL_OUT) ? UV_WRITABLE : 0);
-  return uv_poll_start(&s->poll, ev, probe_on_poll) ? -1 : 0;
-}
-
-static void probe_on_curl_timer(uv_timer_t *t) {
-  probe_set *ps = container_of(t, probe_set, curl_timer);
-  int running;
-  curl_multi_socket_action(ps->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-  probe_reap(ps);
-}
-
-static int probe_on_timeout(CURLM *multi, long ms, void *userp) {
-  probe_set *ps = userp;
-  (void)multi;
-  if (ms < 0) uv_timer_stop(&ps->curl_timer);
-  else uv_timer_start(&ps->curl_timer, probe_on_curl_timer, (uint64_t)ms, 0);
-  return 0;
+  probe_finish(container_of(o, probe_target, cu), rc);
 }
 
 /* ------------------------------------------------------------------ requests */
@@ -204,9 +137,8 @@ static int probe_launch(probe_target *t) {
   curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, t);
   curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, (long)ps->timeout_ms);
   curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)connect_ms);
-  curl_easy_setopt(t->easy, CURLOPT_PRIVATE, (void *)t);
   t->started_ms = util_now_ms();
-  if (curl_multi_add_handle(ps->multi, t->easy) != CURLM_OK) {
+  if (cu_start(&ps->cu, t->easy, &t->cu)) {
     probe_finish(t, CURLE_FAILED_INIT);
     return -1;
   }
@@ -328,17 +260,22 @@ const probe_status *probe_last(const probe_set *ps, size_t idx) {
   return &ps->t[idx].st;
 }
 
-static void probe_handle_closed(uv_handle_t *h) {
-  probe_set *ps = h->data;
+static void probe_closed_one(probe_set *ps) {
   if (--ps->open_handles > 0) return;
   free(ps->t);
   free(ps);
 }
 
+static void probe_handle_closed(uv_handle_t *h) { probe_closed_one(h->data); }
+
+static void probe_cu_closed(uv_handle_t *h) {
+  probe_closed_one(container_of(container_of((uv_timer_t *)h, cu_multi, timer), probe_set, cu));
+}
+
 int probe_start(probe_set **out, uv_loop_t *loop, const cfg_config *c, uint32_t interval_ms,
                 uint32_t timeout_ms, probe_done_cb cb, void *ud) {
   probe_set *ps = calloc(1, sizeof *ps);
-  if (!ps || !(ps->t = calloc(c->ndeployments + 1, sizeof *ps->t)) || !(ps->multi = curl_multi_init())) {
+  if (!ps || !(ps->t = calloc(c->ndeployments + 1, sizeof *ps->t)) || cu_init(&ps->cu, loop)) {
     if (ps) free(ps->t);
     free(ps);
     return -1;
@@ -350,13 +287,7 @@ int probe_start(probe_set **out, uv_loop_t *loop, const cfg_config *c, uint32_t 
   ps->cb = cb;
   ps->ud = ud;
   ps->rng = util_now_us() | 1;
-  uv_timer_init(loop, &ps->curl_timer);
-  ps->curl_timer.data = ps;
-  ps->open_handles = 1;
-  curl_multi_setopt(ps->multi, CURLMOPT_SOCKETFUNCTION, probe_on_socket);
-  curl_multi_setopt(ps->multi, CURLMOPT_SOCKETDATA, ps);
-  curl_multi_setopt(ps->multi, CURLMOPT_TIMERFUNCTION, probe_on_timeout);
-  curl_multi_setopt(ps->multi, CURLMOPT_TIMERDATA, ps);
+  ps->open_handles = 1; /* cu's timer */
   for (size_t i = 0; i < ps->n; i++) {
     probe_target *t = &ps->t[i];
     const char *why;
@@ -364,6 +295,7 @@ int probe_start(probe_set **out, uv_loop_t *loop, const cfg_config *c, uint32_t 
     t->idx = i;
     t->d = &c->deployments[i];
     t->r = &c->router;
+    t->cu.done = probe_on_done;
     uv_timer_init(loop, &t->timer);
     t->timer.data = t;
     ps->open_handles++;
@@ -386,7 +318,7 @@ void probe_stop(probe_set *ps) {
   for (size_t i = 0; i < ps->n; i++) {
     probe_target *t = &ps->t[i];
     if (t->easy) {
-      curl_multi_remove_handle(ps->multi, t->easy);
+      cu_cancel(&ps->cu, t->easy);
       curl_easy_cleanup(t->easy);
       curl_slist_free_all(t->hdrs);
       t->easy = NULL;
@@ -396,7 +328,5 @@ void probe_stop(probe_set *ps) {
     uv_close((uv_handle_t *)&t->timer, probe_handle_closed);
     t->timer.data = ps;
   }
-  curl_multi_cleanup(ps->multi); /* may still call probe_on_timeout: the timer is open */
-  ps->multi = NULL;
-  uv_close((uv_handle_t *)&ps->curl_timer, probe_handle_closed);
+  cu_close(&ps->cu, probe_cu_closed);
 }

@@ -5,9 +5,9 @@
  * cfg_router.probe_prompt ("ping"), with max_tokens cfg_router.probe_max_tokens (1).
  * Deployments with model_info.health_check: false are never probed.
  *
- * libcurl multi driven by the control plane's own libuv loop (the pattern of
- * dataplane/curl_uv.c): nothing ever blocks the loop. Results arrive through the done
- * callback on the loop thread. 2xx = ok; 429/529 = alive (ok, error "rate_limited");
+ * libcurl multi driven by the control plane's own libuv loop (common/curl_uv.c, as the
+ * worker's): nothing ever blocks the loop. Results arrive through the done callback on the
+ * loop thread. 2xx = ok; 429/529 = alive (ok, error "rate_limited");
  * 401/403 = credential failed; 5xx, timeouts, connect errors and garbage = failed;
  * other 4xx are recorded but say nothing about health. */
 #ifndef LLMESH_PROBE_H

@@ -230,12 +230,4 @@ void attempt_ms_spliced(chat *c);
 /* Counter class of an adapter's error class (failover accounting). */
 enum metrics_class attempt_error_class(prov_error e);
 
-/* For hedge.c: a hedge of c's current attempt on another admissible deployment (a retry-budget
- * token; never c's own deployment); c and the hedge become peers. after_ms: how late c's
- * first token was. Returns 0 started, <0 not (nothing changed but c->hedged). */
-int attempt_hedge_start(chat *c, uint64_t after_ms);
-/* For hedge.c: p lost its race (or the client left): it never writes to the client, its
- * transfer is counted cancelled (BO_NEUTRAL) and stopped from the loop, then p is freed. */
-void attempt_hedge_cancel(chat *p);
-
 #endif

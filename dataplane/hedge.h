@@ -8,7 +8,7 @@
  * second `chat` (the peer) sharing the client request. Neither writes to the client before
  * it has won: the first to write (stream commit, whole answer) claims the request and the
  * other is cancelled (BO_NEUTRAL, counted `cancelled`). One that fails while its peer still
- * runs ends quietly (its failure counted and logged, attempt.c) and the peer carries on
+ * runs ends quietly (its failure counted and logged, failover.c) and the peer carries on
  * alone. At most one hedge per request; never for embeddings or continuations. */
 #ifndef LLMESH_HEDGE_H
 #define LLMESH_HEDGE_H
@@ -35,5 +35,12 @@ void hedge_claim(chat *c);
 /* c leaves the race without winning (failed, or the client is gone): detached from its
  * peer; logged as lost with reason. Returns the peer, or NULL when there was none. */
 chat *hedge_detach(chat *c, const char *reason);
+/* c failed (failed = 1: its failure is counted already) or ran out of options while its
+ * peer still runs: c ends quietly (freed) and the peer carries on alone, knowing what c's
+ * failure says about c's deployment (re-try rules, the final error's list). */
+void hedge_quiet_end(chat *c, const char *reason, int failed);
+/* p lost its race (or the client left): it never writes to the client, its transfer is
+ * counted cancelled (BO_NEUTRAL) and stopped from the loop, then p is freed. */
+void hedge_cancel(chat *p);
 
 #endif

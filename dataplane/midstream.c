@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "json_span.h"
+#include "sse_decoder.h"
 
 /* ---- raw JSON helpers ------------------------------------------------------------------ */
 
@@ -79,26 +80,6 @@ static unsigned hex4(const char *p) {
   return v;
 }
 
-static size_t utf8_put(unsigned long cp, unsigned char *o) {
-  if (cp < 0x80) { o[0] = (unsigned char)cp; return 1; }
-  if (cp < 0x800) {
-    o[0] = (unsigned char)(0xC0 | cp >> 6);
-    o[1] = (unsigned char)(0x80 | (cp & 0x3F));
-    return 2;
-  }
-  if (cp < 0x10000) {
-    o[0] = (unsigned char)(0xE0 | cp >> 12);
-    o[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
-    o[2] = (unsigned char)(0x80 | (cp & 0x3F));
-    return 3;
-  }
-  o[0] = (unsigned char)(0xF0 | cp >> 18);
-  o[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3F));
-  o[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
-  o[3] = (unsigned char)(0x80 | (cp & 0x3F));
-  return 4;
-}
-
 /* One unit of a validated string body b[*i..n): an escape or one whole UTF-8 character.
  * Its decoded bytes go to o (4 bytes room); *i moves past it. Returns the byte count. */
 static size_t unit_next(const char *b, size_t n, size_t *i, unsigned char *o) {
@@ -123,7 +104,7 @@ static size_t unit_next(const char *b, size_t n, size_t *i, unsigned char *o) {
     cp = 0x10000 + ((cp - 0xD800) << 10) + (hex4(b + *i + 2) - 0xDC00);
     *i += 6;
   }
-  return utf8_put(cp, o);
+  return json_span_utf8_put(cp, o);
 }
 
 /* Appends the unescaped body of the validated string v to out. */
@@ -746,26 +727,10 @@ static int apply_edits(midstream_splicer *s, const char *data, size_t n, edits *
   return buf_append(&s->scratch, cur, (size_t)(data + n - cur)) ? -ENOMEM : 0;
 }
 
-/* One SSE event: optional event line, one data line per line of data, blank line. */
-static int frame(buf_t *out, const char *event, const char *d, size_t n) {
-  if (event && *event &&
-      (BUF_LIT(out, "event: ") || buf_append(out, event, strlen(event)) || BUF_LIT(out, "\n")))
-    return -ENOMEM;
-  for (;;) {
-    const char *nl = memchr(d, '\n', n);
-    size_t k = nl ? (size_t)(nl - d) : n;
-    if (BUF_LIT(out, "data: ") || buf_append(out, d, k) || BUF_LIT(out, "\n")) return -ENOMEM;
-    if (!nl) break;
-    d += k + 1;
-    n -= k + 1;
-  }
-  return BUF_LIT(out, "\n") ? -ENOMEM : 0;
-}
-
 /* Writes data to the client's bytes and to the tracker. */
 static int emit(midstream_splicer *s, const char *event, const char *data, size_t n, buf_t *out,
                 int kind) {
-  if (frame(out, event, data, n)) return -ENOMEM;
+  if (sse_frame(out, event, data, n)) return -ENOMEM;
   s->events_out++;
   if (s->track && midstream_track(s->track, data, n) == -ENOMEM) return -ENOMEM;
   return kind;

@@ -3,7 +3,7 @@
  * (docs/resilience.md, "Mid-stream failover"). Pure code over canonical OpenAI SSE event data:
  * no libuv, no curl, no I/O, no jansson trees (raw-span scanning, common/json_span.h).
  *
- * Wiring (attempt.c / stream.c), only for groups with mid_stream_continue and canonical
+ * Wiring (continuation.c / stream.c), only for groups with mid_stream_continue and canonical
  * streams (not for chat.pt: native Anthropic bytes are not canonical chunks):
  *   1. At commit: midstream_tracker_init(&c->ms) (free it with the chat).
  *   2. Per relayed event (exactly what went to the client, after commit, before egress):

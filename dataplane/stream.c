@@ -9,6 +9,7 @@
 #include "hedge.h"
 #include "log.h"
 #include "server.h"
+#include "sse_decoder.h"
 
 void stream_reset(chat *c) {
   if (c->ms_phase == MS_ORIGINAL) { /* a continuation writes to the stream already begun */
@@ -117,22 +118,6 @@ static int ms_wanted(const chat *c) {
          c->snap->groups[c->route.chain[0]].mid_stream_continue;
 }
 
-/* One canonical event, SSE-framed, appended to out (one data line per line). */
-static int frame_event(buf_t *out, const sse_event *ev) {
-  const char *d = ev->data;
-  size_t n = ev->data_len;
-  if (*ev->event && buf_printf(out, "event: %s\n", ev->event)) return -ENOMEM;
-  for (;;) {
-    const char *nl = memchr(d, '\n', n);
-    size_t k = nl ? (size_t)(nl - d) : n;
-    if (BUF_LIT(out, "data: ") || buf_append(out, d, k) || BUF_LIT(out, "\n")) return -ENOMEM;
-    if (!nl) break;
-    d += k + 1;
-    n -= k + 1;
-  }
-  return BUF_LIT(out, "\n") ? -ENOMEM : 0;
-}
-
 /* An in-band error (k = MIDSTREAM_EV_ERROR) or a malformed event ended the stream. A
  * continuation that has written nothing yet simply failed (fail over to the next one: the
  * client keeps the failure it was going to get); otherwise the stream died here and the
@@ -146,7 +131,8 @@ static int ms_held(chat *c, const sse_event *ev, int k) {
   }
   c->ms_dead = why;
   buf_reset(&c->ms_err);
-  if (why == MS_ERROR && frame_event(&c->ms_err, ev)) buf_reset(&c->ms_err); /* ENOMEM: cut event */
+  if (why == MS_ERROR && sse_frame(&c->ms_err, ev->event, ev->data, ev->data_len))
+    buf_reset(&c->ms_err); /* ENOMEM: cut event */
   return 1;
 }
 
@@ -162,7 +148,9 @@ static int ms_event(void *ud, const sse_event *ev) {
   if (c->ms_phase == MS_ORIGINAL) {
     k = midstream_track(&c->ms, ev->data, ev->data_len);
     if (k == -ENOMEM) k = MIDSTREAM_EV_CHUNK; /* continuable turned off; the event is fine */
-    if (k >= 0 && k != MIDSTREAM_EV_ERROR && frame_event(&c->ms_out, ev)) k = -ENOMEM;
+    if (k >= 0 && k != MIDSTREAM_EV_ERROR &&
+        sse_frame(&c->ms_out, ev->event, ev->data, ev->data_len))
+      k = -ENOMEM;
   } else {
     k = midstream_splice(&c->splice, ev->event, ev->data, ev->data_len, &c->ms_out);
   }

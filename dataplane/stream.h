@@ -13,7 +13,7 @@
  *
  * Groups that continue a dead stream (mid_stream_continue; not the native passthrough):
  * from commit on, canonical events are relayed one by one through the decoder, tracked
- * (midstream.h), an in-band error or malformed event held back (attempt.c decides whether a
+ *  (midstream.h), an in-band error or malformed event held back (continuation.c decides whether a
  * continuation follows), and a continuation's events spliced onto the same client stream. */
 #ifndef LLMESH_STREAM_H
 #define LLMESH_STREAM_H

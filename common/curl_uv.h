@@ -1,6 +1,8 @@
-/* curl_uv.h — libcurl's multi-socket interface driven by the worker's libuv loop.
+/* curl_uv.h — libcurl's multi-socket interface driven by a libuv loop (libuv + libcurl
+ * only). The worker's upstream attempts and token fetches share one; the control plane's
+ * health probes have their own.
  *
- * One CURLM per worker (it owns the connection, DNS and CA caches), one uv_poll_t per
+ * One CURLM per loop (it owns the connection, DNS and CA caches), one uv_poll_t per
  * curl socket, one uv_timer_t for curl's timeouts. After every socket_action the
  * finished transfers are read with curl_multi_info_read, removed, and handed to the
  * done callback, which runs outside any curl callback and may start new transfers.
@@ -28,7 +30,7 @@ typedef struct cu_owner {
 } cu_owner;
 
 typedef struct cu_multi {
-  uv_loop_t *loop;     /* the worker's loop */
+  uv_loop_t *loop;     /* the loop that drives it */
   CURLM *multi;        /* the one multi handle */
   uv_timer_t timer;    /* curl's timeout (CURLMOPT_TIMERFUNCTION) */
   CURL **pool[2];      /* idle easy handles: [0] whole answers, [1] streams */
@@ -38,7 +40,7 @@ typedef struct cu_multi {
 } cu_multi;
 
 int cu_init(cu_multi *m, uv_loop_t *loop);
-/* An easy handle with the worker's base options set (NOSIGNAL, QUICK_EXIT, TCP
+/* An easy handle with the base options set (NOSIGNAL, QUICK_EXIT, TCP
  * keepalive, HTTP/1.1). stream = 1: a small receive buffer (CU_STREAM_RECV_BUF), since
  * SSE arrives in small pieces and a held stream should cost little memory; 0: curl's
  * default 16 KiB for whole answers. NULL on ENOMEM. */
@@ -49,8 +51,9 @@ int cu_start(cu_multi *m, CURL *e, cu_owner *owner);
 /* Removes a running transfer at once; no done callback follows. Never call it from
  * inside a curl callback. */
 void cu_cancel(cu_multi *m, CURL *e);
-/* Frees pooled handles and the multi, closes the timer (run the loop afterwards).
- * Every transfer must be finished or cancelled before. */
-void cu_close(cu_multi *m);
+/* Frees pooled handles and the multi, closes the timer (run the loop afterwards); cb
+ * (may be NULL) runs when the timer is closed: only then may the struct holding m be
+ * freed. Every transfer must be finished or cancelled before. */
+void cu_close(cu_multi *m, uv_close_cb cb);
 
 #endif

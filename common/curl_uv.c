@@ -146,7 +146,7 @@ void cu_cancel(cu_multi *m, CURL *e) {
   if (curl_multi_remove_handle(m->multi, e) == CURLM_OK) m->in_flight--;
 }
 
-void cu_close(cu_multi *m) {
+void cu_close(cu_multi *m, uv_close_cb cb) {
   for (int k = 0; k < 2; k++) {
     for (int i = 0; i < m->npool[k]; i++) curl_easy_cleanup(m->pool[k][i]);
     free(m->pool[k]);
@@ -155,5 +155,5 @@ void cu_close(cu_multi *m) {
   }
   curl_multi_cleanup(m->multi); /* may still call on_timeout: the timer is open */
   m->multi = NULL;
-  uv_close((uv_handle_t *)&m->timer, NULL);
+  uv_close((uv_handle_t *)&m->timer, cb);
 }
