@@ -29,6 +29,7 @@
 #include "admin.h"
 #include "breaker.h"
 #include "config_import.h"
+#include "feed_tls.h"
 #include "keys.h"
 #include "log.h"
 #include "nng_bridge.h"
@@ -41,6 +42,7 @@
 
 #define CONTROL_REPUBLISH_MS 2000                 /* snapshot period */
 #define CONTROL_TICK_MS 1000                      /* breaker tick */
+#define CONTROL_TLS_LOG_MS 10000                  /* min gap between handshake-failure lines per feed */
 #define CONTROL_STATUS_REASON_MAX (CBRK_REASON_MAX + 48) /* reason + " (12.3 s ago)" */
 #define CONTROL_TELEMETRY_MAX_BYTES (4 << 20)     /* NNG_OPT_RECVMAXSZ on the pull listener */
 #define CONTROL_DEFAULT_WORKERS_URL "tcp://127.0.0.1:7400"
@@ -53,6 +55,10 @@ typedef struct control_opts {
   const char *workers_url;   /* --workers-url: snapshot PUB */
   const char *telemetry_url; /* --telemetry-url, or NULL: workers port + 1 */
   enum log_level level;      /* --log-level */
+  const char *tls_cert;      /* --tls-cert: our certificate for the feeds, or NULL */
+  const char *tls_key;       /* --tls-key: its private key, or NULL */
+  const char *tls_ca;        /* --tls-ca: CA that must sign every worker's certificate, or NULL */
+  int insecure_plaintext;    /* --insecure-plaintext-feed: allow tcp:// off this host */
 } control_opts;
 
 /* Per deployment (config order): breaker, what was last published, status storage. */
@@ -90,6 +96,9 @@ typedef struct control {
   uint64_t started_ms;             /* monotonic, for uptime */
   uint64_t last_reject_log_ms;     /* rate limit for malformed-telemetry warnings */
   uint64_t publish_errors;         /* failed sends */
+  nng_listener feed_listeners[2];  /* snapshots, telemetry: watched for TLS handshake failures */
+  uint64_t tls_rejected[2];        /* handshake failures already logged, per listener */
+  uint64_t tls_logged_ms[2];       /* monotonic ms of the last such log line, per listener */
   int stopping;                    /* shutdown has begun */
   char workers_url[CONTROL_URL_MAX];
   char telemetry_url[CONTROL_URL_MAX];
@@ -111,6 +120,13 @@ static void control_usage(FILE *f) {
           "                         admin.sock)\n"
           "  --workers-url URL      snapshot PUB listen URL (default %s)\n"
           "  --telemetry-url URL    telemetry PULL listen URL (default: workers-url port + 1)\n"
+          "  --tls-cert FILE        control certificate (PEM) for mutual TLS on both feeds; with\n"
+          "                         the next two, both URLs must be tls+tcp://HOST:PORT\n"
+          "  --tls-key FILE         its private key (PEM, unencrypted)\n"
+          "  --tls-ca FILE          CA (PEM): only workers with a certificate it signed connect\n"
+          "  --insecure-plaintext-feed\n"
+          "                         allow a plain tcp:// feed on a non-loopback address (snapshots\n"
+          "                         carry provider secrets; refused without this flag)\n"
           "  --log-level LEVEL      debug|info|warn|error (default info)\n"
           "  -h, --help             show this help\n"
           "\n"
@@ -135,6 +151,8 @@ static int control_parse_args(int argc, char **argv, control_opts *o) {
       {"config", required_argument, NULL, 'c'},   {"data-dir", required_argument, NULL, 'd'},
       {"workers-url", required_argument, NULL, 'w'}, {"telemetry-url", required_argument, NULL, 't'},
       {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
+      {"tls-cert", required_argument, NULL, 'C'}, {"tls-key", required_argument, NULL, 'K'},
+      {"tls-ca", required_argument, NULL, 'T'},   {"insecure-plaintext-feed", no_argument, NULL, 'I'},
       {NULL, 0, NULL, 0}};
   int c;
   opterr = 0;
@@ -146,6 +164,10 @@ static int control_parse_args(int argc, char **argv, control_opts *o) {
       case 'd': o->data_dir = optarg; break;
       case 'w': o->workers_url = optarg; break;
       case 't': o->telemetry_url = optarg; break;
+      case 'C': o->tls_cert = optarg; break;
+      case 'K': o->tls_key = optarg; break;
+      case 'T': o->tls_ca = optarg; break;
+      case 'I': o->insecure_plaintext = 1; break;
       case 'l':
         if (!valid_level(optarg)) return control_bad_usage("invalid --log-level '%s'", optarg);
         o->level = log_level_parse(optarg);
@@ -157,18 +179,40 @@ static int control_parse_args(int argc, char **argv, control_opts *o) {
   }
   if (optind < argc) return control_bad_usage("unexpected argument '%s'", argv[optind]);
   if (!o->data_dir) return control_bad_usage("%s", "--data-dir is required");
+  if ((o->tls_cert || o->tls_key || o->tls_ca) && !(o->tls_cert && o->tls_key && o->tls_ca))
+    return control_bad_usage("%s", "--tls-cert, --tls-key and --tls-ca go together");
   return -1;
 }
 
-/* "tcp://HOST:PORT" → "tcp://HOST:PORT+1". */
+/* "tcp://HOST:PORT" → "tcp://HOST:PORT+1" (tls+tcp:// alike). */
 static int derive_telemetry_url(const char *workers, char *out, size_t cap) {
   const char *colon = strrchr(workers, ':');
+  size_t scheme = !strncmp(workers, "tls+tcp://", 10) ? 10 : 6;
   char *end;
-  if (strncmp(workers, "tcp://", 6) != 0 || !colon || colon < workers + 6) return -1;
+  if ((strncmp(workers, "tcp://", 6) != 0 && scheme == 6) || !colon || colon < workers + scheme) return -1;
   long port = strtol(colon + 1, &end, 10);
   if (*end || port <= 0 || port >= 65535) return -1;
   int n = snprintf(out, cap, "%.*s:%ld", (int)(colon - workers), workers, port + 1);
   return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+
+/* Secrets must not cross a network in clear: TLS files load and match the URLs, and a
+ * plain feed off this host needs --insecure-plaintext-feed. -1 to go on, else the exit status. */
+static int control_feed_security(control_t *ctl, const control_opts *o) {
+  char err[FEED_TLS_ERR_MAX];
+  const char *urls[2] = {ctl->workers_url, ctl->telemetry_url};
+  if (o->tls_cert && feed_tls_init(o->tls_cert, o->tls_key, o->tls_ca, err, sizeof err) < 0) {
+    fprintf(stderr, "llmesh-control: %s\n", err);
+    return 1;
+  }
+  for (int i = 0; i < 2; i++) {
+    if (feed_tls_check_url(urls[i], err, sizeof err) < 0) return control_bad_usage("%s", err);
+    if (!feed_tls_url_is_tls(urls[i]) && !feed_tls_url_is_local(urls[i]) && !o->insecure_plaintext)
+      return control_bad_usage("refusing the plaintext feed '%s' off this host: snapshots carry provider"
+                               " secrets; use tls+tcp:// with --tls-cert/--tls-key/--tls-ca, or pass"
+                               " --insecure-plaintext-feed", urls[i]);
+  }
+  return -1;
 }
 
 static int control_urls(control_t *ctl, const control_opts *o) {
@@ -179,6 +223,8 @@ static int control_urls(control_t *ctl, const control_opts *o) {
     return control_bad_usage("cannot derive a telemetry URL from '%s'; pass --telemetry-url",
                              o->workers_url);
   }
+  int st = control_feed_security(ctl, o);
+  if (st >= 0) return st;
   if (strlen(o->data_dir) + strlen("/admin.sock") > CONTROL_IPC_PATH_MAX) {
     fprintf(stderr, "llmesh-control: --data-dir '%s' is too long for a unix socket path (max %d bytes"
                     " with /admin.sock)\n", o->data_dir, CONTROL_IPC_PATH_MAX);
@@ -335,6 +381,43 @@ static void control_weights(control_t *ctl, uint64_t now, int *ev) {
   free(last);
 }
 
+/* NNG completes TLS handshakes on its own threads and says nothing; its per-listener
+ * "auth" / "proto" / "other" counters do. A refused peer (no certificate, or one our CA
+ * did not sign) is logged here with the count since the last line: at most one line per
+ * CONTROL_TLS_LOG_MS per feed, as a refused worker keeps redialling. */
+/* nng_stat_find_listener in NNG 1.5 returns the first listener scope whatever its id, so
+ * walk the tree: a "listener" scope whose "id" child is ours. */
+static nng_stat *control_listener_stats(nng_stat *st, int id) {
+  for (; st; st = nng_stat_next(st)) {
+    nng_stat *idst = NULL, *found;
+    if (nng_stat_type(st) == NNG_STAT_SCOPE && !strcmp(nng_stat_name(st), "listener"))
+      for (idst = nng_stat_child(st); idst && strcmp(nng_stat_name(idst), "id"); idst = nng_stat_next(idst)) {}
+    if (idst && (int)nng_stat_value(idst) == id) return st;
+    if ((found = control_listener_stats(nng_stat_child(st), id))) return found;
+  }
+  return NULL;
+}
+
+static void control_watch_tls(control_t *ctl, uint64_t now) {
+  static const char *const what[2] = {"snapshots", "telemetry"};
+  static const char *const counters[] = {"auth", "proto", "other"};
+  nng_stat *all;
+  if (!feed_tls_enabled() || nng_stats_get(&all) != 0) return;
+  for (int i = 0; i < 2; i++) {
+    nng_stat *ls = control_listener_stats(all, nng_listener_id(ctl->feed_listeners[i])), *c;
+    uint64_t n = 0;
+    for (size_t k = 0; ls && k < sizeof counters / sizeof *counters; k++)
+      if ((c = nng_stat_find(ls, counters[k]))) n += nng_stat_value(c);
+    if (n <= ctl->tls_rejected[i] || (ctl->tls_logged_ms[i] && now - ctl->tls_logged_ms[i] < CONTROL_TLS_LOG_MS))
+      continue;
+    LOG_WARN(NULL, "feed_tls_handshake_failed", LF_S("channel", what[i]), LF_I("failures", n - ctl->tls_rejected[i]),
+             LF_S("why", "peer without a certificate signed by --tls-ca, or not speaking TLS"));
+    ctl->tls_rejected[i] = n;
+    ctl->tls_logged_ms[i] = now;
+  }
+  nng_stats_free(all);
+}
+
 static void on_tick(uv_timer_t *t) {
   control_t *ctl = container_of(t, control_t, tick);
   uint64_t now = util_now_ms();
@@ -363,6 +446,7 @@ static void on_tick(uv_timer_t *t) {
   }
   free(ev);
   control_health_changed(ctl, changed, now, "health");
+  control_watch_tls(ctl, now);
 }
 
 static void on_probe_done(size_t idx, const probe_status *st, void *ud) {
@@ -585,10 +669,12 @@ static void on_signal(uv_signal_t *s, int signum) {
 
 /* ------------------------------------------------------------------ sockets */
 
-static int control_listen(nng_socket s, const char *url, size_t recv_max, const char *what) {
+static int control_listen(nng_socket s, const char *url, size_t recv_max, const char *what, nng_listener *out) {
   nng_listener l;
   int rv = nng_listener_create(&l, s, url);
   if (rv == 0 && recv_max) rv = nng_listener_set_size(l, NNG_OPT_RECVMAXSZ, recv_max);
+  if (rv == 0) rv = feed_tls_listener(l, url); /* tls+tcp: client certificate required */
+  if (rv == 0) *out = l;
   if (rv == 0) rv = nng_listener_start(l, 0);
   if (rv != 0) LOG_ERROR(NULL, "listen_failed", LF_S("channel", what), LF_S("url", url), LF_S("error", nng_strerror(rv)));
   return rv ? -1 : 0;
@@ -607,8 +693,9 @@ static int control_start_io(control_t *ctl) {
   atomic_store(&ctl->pub_open, 1);
   if (nng_pub0_open(&ctl->pub) != 0 || nng_pull0_open(&ctl->pull) != 0) return -1;
   nng_pipe_notify(ctl->pub, NNG_PIPE_EV_ADD_POST, on_pub_pipe, ctl);
-  if (control_listen(ctl->pub, ctl->workers_url, 0, "snapshots") < 0 ||
-      control_listen(ctl->pull, ctl->telemetry_url, CONTROL_TELEMETRY_MAX_BYTES, "telemetry") < 0)
+  if (control_listen(ctl->pub, ctl->workers_url, 0, "snapshots", &ctl->feed_listeners[0]) < 0 ||
+      control_listen(ctl->pull, ctl->telemetry_url, CONTROL_TELEMETRY_MAX_BYTES, "telemetry",
+                     &ctl->feed_listeners[1]) < 0)
     return -1;
   if (nng_bridge_start(&ctl->telemetry_bridge, &ctl->loop, ctl->pull, NNG_BRIDGE_ALL, on_telemetry, ctl) != 0)
     return -1;
@@ -641,7 +728,10 @@ static int control_run(control_t *ctl, const control_opts *o) {
     LOG_INFO(NULL, "control_started", LF_I("epoch", ctl->meta.epoch), LF_I("version", ctl->meta.version),
              LF_S("workers_url", ctl->workers_url), LF_S("telemetry_url", ctl->telemetry_url),
              LF_S("admin_url", ctl->admin_url), LF_I("deployments", ctl->cfg.ndeployments),
-             LF_I("pid", getpid()));
+             LF_I("pid", getpid()), LF_B("tls", feed_tls_enabled()));
+    if (!feed_tls_enabled() && (!feed_tls_url_is_local(ctl->workers_url) || !feed_tls_url_is_local(ctl->telemetry_url)))
+      LOG_WARN(NULL, "plaintext_feed", LF_S("workers_url", ctl->workers_url), LF_S("telemetry_url", ctl->telemetry_url),
+               LF_S("why", "--insecure-plaintext-feed: snapshots with provider secrets cross the network in clear"));
   }
   if (status != 0) control_shutdown(ctl);
   uv_run(&ctl->loop, UV_RUN_DEFAULT);
@@ -672,6 +762,7 @@ int main(int argc, char **argv) {
   free(ctl.health_ptrs);
   curl_global_cleanup();
   keys_wipe(&ctl.keys);
+  feed_tls_fini();
   nng_fini();
   alarm(0); /* teardown finished: the deadline must not cut exit-time checks (LSan) */
   return status;

@@ -13,6 +13,7 @@
 
 #include "attempt.h"
 #include "auth.h"
+#include "feed_tls.h"
 #include "http_server.h"
 #include "log.h"
 #include "metrics.h"
@@ -34,7 +35,8 @@ typedef struct worker {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: llmesh-worker --control tcp://HOST:PORT [--listen HOST:PORT] [--region NAME]\n"
-          "                     [--log-level debug|info|warn|error] [--access-log]\n\n"
+          "                     [--log-level debug|info|warn|error] [--access-log]\n"
+          "                     [--tls-cert FILE --tls-key FILE --tls-ca FILE]\n\n"
           "Data plane worker of llmesh: serves the OpenAI API to clients, fails over between\n"
           "provider deployments, and reports telemetry to the control plane.\n\n"
           "  --control URL     control plane snapshot publisher to dial (required)\n"
@@ -43,6 +45,11 @@ static void usage(FILE *f) {
           "  --log-level L     debug, info, warn or error (default info)\n"
           "  --access-log      one JSON line per request at info (default: only at debug;\n"
           "                    failovers, cuts and stalls are always logged)\n"
+          "  --tls-cert FILE   this worker's certificate (PEM) for mutual TLS on the feeds;\n"
+          "                    with the next two, --control must be tls+tcp://HOST:PORT\n"
+          "  --tls-key FILE    its private key (PEM, unencrypted)\n"
+          "  --tls-ca FILE     CA (PEM) that signed the control's certificate; the control\n"
+          "                    must present one valid for HOST\n"
           "  --help            this text\n\n"
           "SIGTERM/SIGINT: stop accepting, finish in-flight requests, exit 0.\n\n"
           "Environment: LLMESH_GCP_REFRESH_SKEW_S (tests) seconds before expiry at which Vertex AI\n"
@@ -62,6 +69,25 @@ static int split_hostport(const char *s, char *host, size_t cap, int *port) {
   if (*end || p < 0 || p > 65535 || end == colon + 1) return -1;
   *port = (int)p;
   return 0;
+}
+
+/* Loads the feed TLS files when given (all three or none) and checks --control against
+ * them. Returns -1 to go on, else the exit status. */
+static int worker_tls(const char *cert, const char *key, const char *ca, const char *control) {
+  char err[FEED_TLS_ERR_MAX];
+  if ((cert || key || ca) && !(cert && key && ca)) {
+    fprintf(stderr, "llmesh-worker: --tls-cert, --tls-key and --tls-ca go together\n");
+    return 2;
+  }
+  if (cert && feed_tls_init(cert, key, ca, err, sizeof err) < 0) {
+    fprintf(stderr, "llmesh-worker: %s\n", err);
+    return 1;
+  }
+  if (feed_tls_check_url(control, err, sizeof err) < 0) {
+    fprintf(stderr, "llmesh-worker: --control %s\n", err);
+    return 2;
+  }
+  return -1;
 }
 
 static void on_applied(const snapshot *prev, const snapshot *cur, void *ud) {
@@ -118,8 +144,11 @@ int main(int argc, char **argv) {
   static const struct option opts[] = {
       {"control", required_argument, NULL, 'c'}, {"listen", required_argument, NULL, 'l'},
       {"region", required_argument, NULL, 'r'},  {"log-level", required_argument, NULL, 'L'},
-      {"access-log", no_argument, NULL, 'A'},    {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+      {"access-log", no_argument, NULL, 'A'},    {"help", no_argument, NULL, 'h'},
+      {"tls-cert", required_argument, NULL, 'C'}, {"tls-key", required_argument, NULL, 'K'},
+      {"tls-ca", required_argument, NULL, 'T'},  {NULL, 0, NULL, 0}};
   const char *control = NULL, *listen = "127.0.0.1:4000", *region = "local", *level = "info";
+  const char *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL;
   int o, access_log = 0;
   opterr = 0;
   while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -129,6 +158,9 @@ int main(int argc, char **argv) {
       case 'r': region = optarg; break;
       case 'L': level = optarg; break;
       case 'A': access_log = 1; break;
+      case 'C': tls_cert = optarg; break;
+      case 'K': tls_key = optarg; break;
+      case 'T': tls_ca = optarg; break;
       case 'h': usage(stdout); return 0;
       default:
         fprintf(stderr, "llmesh-worker: unknown or incomplete option '%s'\n", argv[optind - 1]);
@@ -149,6 +181,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "llmesh-worker: --log-level must be debug, info, warn or error\n");
     return 2;
   }
+  int st = worker_tls(tls_cert, tls_key, tls_ca, control);
+  if (st >= 0) return st;
   char host[256];
   int port;
   if (split_hostport(listen, host, sizeof host, &port)) {
@@ -192,7 +226,8 @@ int main(int argc, char **argv) {
   uv_signal_start(&w.sigterm, on_signal, SIGTERM);
   uv_signal_start(&w.sigint, on_signal, SIGINT);
   LOG_INFO(NULL, "worker_started", LF_S("listen", w.listen), LF_S("control", control),
-           LF_S("region", region), LF_S("worker_id", telemetry_worker_id()));
+           LF_S("region", region), LF_S("worker_id", telemetry_worker_id()),
+           LF_B("tls", feed_tls_enabled()));
 
   uv_run(&w.loop, UV_RUN_DEFAULT);
 
@@ -203,6 +238,7 @@ int main(int argc, char **argv) {
   breaker_free_all(); /* dep_states outlive snapshots, like the metrics */
   auth_cleanup();
   curl_global_cleanup();
+  feed_tls_fini();
   LOG_INFO(NULL, "worker_stopped");
   alarm(0); /* teardown finished: the deadline must not cut exit-time checks (LSan) */
   return 0;

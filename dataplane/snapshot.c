@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "feed_tls.h"
 #include "gcp_auth.h"
 #include "log.h"
 #include "metrics.h"
@@ -350,6 +351,7 @@ int snapshot_start(uv_loop_t *loop, const char *url, snapshot_applied_cb cb, voi
       (rv = nng_dialer_set_ms(d, NNG_OPT_RECONNMINT, 100)) != 0 ||
       (rv = nng_dialer_set_ms(d, NNG_OPT_RECONNMAXT, 2000)) != 0 ||
       (rv = nng_dialer_set_size(d, NNG_OPT_RECVMAXSZ, SNAPSHOT_MAX_BYTES)) != 0 ||
+      (rv = feed_tls_dialer(d, url)) != 0 || /* tls+tcp: mutual TLS, snapshots carry secrets */
       (rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK)) != 0) {
     nng_close(sub_sock);
     sub_sock = (nng_socket)NNG_SOCKET_INITIALIZER;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "feed_tls.h"
 #include "histogram.h"
 #include "llmesh.pb-c.h"
 #include "log.h"
@@ -52,6 +53,7 @@ void telemetry_set_url(const char *u) {
   if ((rv = nng_dialer_create(&d, push, u)) != 0 ||
       (rv = nng_dialer_set_ms(d, NNG_OPT_RECONNMINT, 100)) != 0 ||
       (rv = nng_dialer_set_ms(d, NNG_OPT_RECONNMAXT, 2000)) != 0 ||
+      (rv = feed_tls_dialer(d, u)) != 0 ||
       (rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK)) != 0) {
     nng_close(push);
     push = (nng_socket)NNG_SOCKET_INITIALIZER;
@@ -160,6 +162,7 @@ void telemetry_stop(void) {
   }
   if (nng_socket_id(push) > 0) {
     send_once(); /* a last report, so control sees the final counters */
+    feed_tls_before_close(url);
     nng_close(push);
   }
   push = (nng_socket)NNG_SOCKET_INITIALIZER;

@@ -7,7 +7,7 @@ PKGS=(
   build-essential pkg-config meson ninja-build cmake clang libclang-rt-14-dev
   libuv1-dev libnng-dev libprotobuf-c-dev protobuf-c-compiler libsqlite3-dev
   libcurl4-openssl-dev libssl-dev libhttp-parser-dev libjansson-dev libyaml-dev libcmocka-dev
-  nodejs npm curl nginx-light wrk procps util-linux
+  nodejs npm curl nginx-light wrk procps util-linux openssl
 )
 
 missing=()
