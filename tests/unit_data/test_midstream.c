@@ -362,8 +362,8 @@ static void test_track_fast_same_as_full(void **st) {
  * container: the depth limit applies as in the full scan. */
 static void test_track_fast_depth(void **st) {
   (void)st;
-  static const char *const at[] = {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"d\","
-                                   "\"x\":",
+  static const char *const at[] = {("{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"d\","
+                                    "\"x\":"),
                                    "{\"choices\":[{\"index\":0,\"x\":", "{\"x\":"};
   static const char *const close[] = {"}}]}", "}]}", ",\"choices\":[]}"};
   for (size_t w = 0; w < ARRAY_SIZE(at); w++)
