@@ -201,12 +201,14 @@ int breaker_attempt_end(dep_state *d, const brk_config *cfg, uint64_t now_ms, br
 /* Streaming p95 by stochastic approximation: a sample above the estimate raises it by
  * 95 % of a step, one below lowers it by 5 %, so it settles where 5 % of the samples lie
  * above. The step is relative to the estimate (no unit, no extra state). */
-void breaker_ttft(dep_state *d, double ttft_ms) {
-  if (ttft_ms <= 0) return;
-  if (d->ttft_p95_ms <= 0) { d->ttft_p95_ms = ttft_ms; return; }
-  double step = BRK_P95_STEP * d->ttft_p95_ms;
-  d->ttft_p95_ms += ttft_ms > d->ttft_p95_ms ? 0.95 * step : -0.05 * step;
+void breaker_p95_update(double *est, double sample) {
+  if (sample <= 0) return;
+  if (*est <= 0) { *est = sample; return; }
+  double step = BRK_P95_STEP * *est;
+  *est += sample > *est ? 0.95 * step : -0.05 * step;
 }
+
+void breaker_ttft(dep_state *d, double ttft_ms) { breaker_p95_update(&d->ttft_p95_ms, ttft_ms); }
 
 static void health_one(dep_state *d, const Llmesh__DeploymentHealth *h, uint64_t now_ms) {
   d->ctl_state = (int)h->state;

@@ -125,6 +125,9 @@ void breaker_attempt_start(dep_state *d, uint64_t now_ms);
  * the local circuit (the caller logs and counts it), else 0. */
 int breaker_attempt_end(dep_state *d, const brk_config *cfg, uint64_t now_ms, brk_outcome o,
                         double latency_ms, uint64_t retry_after_ms);
+/* One sample into a running p95 estimate *est (ms; 0 = none yet): the stochastic
+ * approximation ttft_p95_ms uses, shared with the hedge's time-to-headers estimate. */
+void breaker_p95_update(double *est, double sample);
 /* Time to first token of a successful stream (feeds ttft_p95_ms). */
 void breaker_ttft(dep_state *d, double ttft_ms);
 

@@ -258,8 +258,7 @@ void failover_next(chat *c, const snap_dep *from, const char *reason) {
   if (!c->req) { chat_free(c); return; }
   for (;;) {
     if (wait_left_ms(c) == 0) { failover_finish_deadline(c); return; }
-    int soonest_dep, pos = c->route.pos;
-    uint32_t used = c->route.used_in_group;
+    int soonest_dep;
     int next = route_pick(&c->route, c->snap, route_rng_default(), attempt_now_ms());
     note_route(c, next, &soonest_dep);
     if (from) {
@@ -268,11 +267,8 @@ void failover_next(chat *c, const snap_dep *from, const char *reason) {
       if (next >= 0) metrics_failover(from->stats, reason);
     }
     if (next < 0) {
-      if (wait_cooldown(c, soonest_dep)) { /* pick again afterwards from where this pick began */
-        c->route.pos = pos;
-        c->route.used_in_group = used;
-        return;
-      }
+      /* a pick that finds nothing leaves the route where it was: pick again after the wait */
+      if (wait_cooldown(c, soonest_dep)) return;
       if (c->attempts == 0 && !c->n_unexpressible && failover_refusals(&c->route)) finish_refused(c);
       else finish_exhausted(c);
       return;

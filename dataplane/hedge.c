@@ -9,7 +9,6 @@
 #include "attempt_int.h"
 #include "log.h"
 
-#define HEDGE_P95_STEP 0.05 /* relative step of the p95 estimate of time to headers */
 
 void hedge_init(chat *c, uv_loop_t *loop) { uv_timer_init(loop, &c->hedge_timer); }
 
@@ -21,10 +20,7 @@ void hedge_close(chat *c, uv_close_cb cb) {
 void hedge_note_headers(metrics_dep *m, double ms) {
   if (!m || ms <= 0) return;
   if (m->hedge_hdr_samples < UINT32_MAX) m->hedge_hdr_samples++;
-  if (m->hedge_hdr_p95_ms <= 0) { m->hedge_hdr_p95_ms = ms; return; }
-  /* stochastic quantile: up by 0.95 step when above, down by 0.05 step when below */
-  double step = HEDGE_P95_STEP * m->hedge_hdr_p95_ms;
-  m->hedge_hdr_p95_ms += ms > m->hedge_hdr_p95_ms ? 0.95 * step : -0.05 * step;
+  breaker_p95_update(&m->hedge_hdr_p95_ms, ms);
 }
 
 void hedge_note_ttft(metrics_dep *m) {
