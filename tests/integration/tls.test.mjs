@@ -113,7 +113,9 @@ itest('plain tcp:// off loopback is refused without --insecure-plaintext-feed, a
   const dataDir = path.join(env.dir, 'data');
   const cfg = env.writeConfig(env.config({ model_list: [deployment('gpt-4', { model: 'openai/gpt-4o', api_base: 'http://127.0.0.1:9/v1', api_key: 'x' })] }));
   const port = await freePort();
-  const base = ['--config', cfg, '--data-dir', dataDir, '--workers-url', `tcp://0.0.0.0:${port}`];
+  const tport = await freePort(); // explicit: the derived port + 1 may be taken on a busy machine
+  const base = ['--config', cfg, '--data-dir', dataDir, '--workers-url', `tcp://0.0.0.0:${port}`,
+    '--telemetry-url', `tcp://0.0.0.0:${tport}`];
   const refused = await run(BIN.control, base);
   assert.equal(refused.code, 2, refused.stderr);
   assert.match(refused.stderr, /plaintext feed 'tcp:\/\/0\.0\.0\.0:\d+'.*--insecure-plaintext-feed/);
@@ -125,7 +127,7 @@ itest('plain tcp:// off loopback is refused without --insecure-plaintext-feed, a
   // Loopback stays allowed without the flag, and says nothing.
   const port2 = await freePort();
   const lo = env.spawn('control-lo', BIN.control, ['--config', cfg, '--data-dir', path.join(env.dir, 'data2'),
-    '--workers-url', `tcp://127.0.0.1:${port2}`]);
+    '--workers-url', `tcp://127.0.0.1:${port2}`, '--telemetry-url', `tcp://127.0.0.1:${await freePort()}`]);
   await waitFor(() => lo.jsonLog().some((l) => l.event === 'control_started'), { timeoutMs: 10000 * SLOW, what: 'loopback control_started' });
   assert.ok(!lo.jsonLog().some((l) => l.event === 'plaintext_feed'));
 });
